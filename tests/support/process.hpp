@@ -1,0 +1,58 @@
+// Test support for multi-process tests: real children (fork or fork+exec), real signals,
+// per-test domains, and waiting on a condition with a deadline (never a bare sleep).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ferry::test {
+
+// A domain no other test (or earlier run) uses: "t<pid>_<n>".
+std::string unique_domain();
+
+// Polls `condition` every millisecond until it holds or `timeout` passes.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+class Child {
+public:
+    // Runs `body` in a forked child; its return value becomes the exit code.
+    static Child fork(const std::function<int()>& body);
+    // fork + exec of argv[0] (a path) with extra environment variables; stdout and stderr go
+    // to a temporary file read by output().
+    static Child spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+
+    Child() = default;
+    Child(Child&& o) noexcept;
+    Child& operator=(Child&& o) noexcept;
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    ~Child();  // SIGKILLs and reaps a child still running
+
+    pid_t pid() const { return pid_; }
+    bool running();
+    void kill(int sig);
+    // Exit code, or 128+signal if killed; -1 (after SIGKILL) if it did not end in time.
+    int wait(std::chrono::milliseconds timeout);
+    // What an exec'd child printed (stdout and stderr), after wait().
+    std::string output() const;
+
+private:
+    pid_t pid_ = -1;
+    int status_ = -1;
+    bool reaped_ = false;
+    std::string output_path_;
+};
+
+// Path of a program built into the build tree's bin directory.
+std::string bin_path(const std::string& name);
+
+// Names of entries in `dir` whose name contains "ferry.<domain>." (for leak checks).
+std::vector<std::string> leftovers(const std::string& dir, const std::string& domain);
+
+}  // namespace ferry::test

@@ -1,0 +1,46 @@
+// Names of OS objects. Every segment, socket, FIFO and queue of ferry is named
+//   ferry.<domain>.<endpoint id, 16 hex digits>.<suffix>
+// and the endpoint id carries the creating process's pid in its high bits, so that stale
+// objects of a dead process can be found and removed without any registry (ferry clean).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace ferry::transport {
+
+inline constexpr int kEndpointPidShift = 24;
+
+// An endpoint id for the calling process; `serial` must be unique within the process.
+inline std::uint64_t make_endpoint_id(pid_t pid, std::uint32_t serial) noexcept {
+    return (static_cast<std::uint64_t>(pid) << kEndpointPidShift) | (serial & 0xFFFFFFu);
+}
+
+inline pid_t endpoint_pid(std::uint64_t endpoint_id) noexcept {
+    return static_cast<pid_t>(endpoint_id >> kEndpointPidShift);
+}
+
+// "ferry.<domain>.<id>.<suffix>", no leading slash.
+std::string object_name(const std::string& domain, std::uint64_t endpoint_id, const char* suffix);
+
+// Full path of a file-system object (socket, FIFO) in the runtime directory.
+std::string runtime_path(const std::string& runtime_dir,
+                         const std::string& domain,
+                         std::uint64_t endpoint_id,
+                         const char* suffix);
+
+// $FERRY_RUNTIME_DIR, else $XDG_RUNTIME_DIR/ferry, else /tmp/ferry-<uid>; created 0700 if
+// missing. Returns an empty string and fills `error` when it cannot be created or is unsafe
+// (not a directory, owned by someone else).
+std::string default_runtime_dir(std::string& error);
+
+// Parses "ferry.<domain>.<16 hex>.<...>" and returns the endpoint id, or 0 if `name` is not
+// an endpoint object of `domain`.
+std::uint64_t parse_object_name(const std::string& name, const std::string& domain) noexcept;
+
+// True if a process with this pid exists (it may belong to another user).
+bool process_alive(pid_t pid) noexcept;
+
+}  // namespace ferry::transport

@@ -1,0 +1,91 @@
+#include <ferry/transport/naming.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ferry::transport {
+
+std::string object_name(const std::string& domain, std::uint64_t endpoint_id, const char* suffix) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(endpoint_id));
+    std::string name = "ferry.";
+    name += domain;
+    name += '.';
+    name += id;
+    name += '.';
+    name += suffix;
+    return name;
+}
+
+std::string runtime_path(const std::string& runtime_dir,
+                         const std::string& domain,
+                         std::uint64_t endpoint_id,
+                         const char* suffix) {
+    return runtime_dir + "/" + object_name(domain, endpoint_id, suffix);
+}
+
+namespace {
+
+bool ensure_private_dir(const std::string& path, std::string& error) {
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+        error = "cannot create runtime directory " + path + ": " + std::strerror(errno);
+        return false;
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        error = "cannot stat runtime directory " + path + ": " + std::strerror(errno);
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        error = "runtime directory " + path + " is not a directory";
+        return false;
+    }
+    if (st.st_uid != ::geteuid()) {
+        error = "runtime directory " + path + " belongs to another user";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string default_runtime_dir(std::string& error) {
+    std::string dir;
+    if (const char* explicit_dir = std::getenv("FERRY_RUNTIME_DIR"); explicit_dir && *explicit_dir) {
+        dir = explicit_dir;
+    } else if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg && ::access(xdg, W_OK) == 0) {
+        dir = std::string(xdg) + "/ferry";
+    } else {
+        dir = "/tmp/ferry-" + std::to_string(::geteuid());
+    }
+    if (!ensure_private_dir(dir, error)) return {};
+    return dir;
+}
+
+std::uint64_t parse_object_name(const std::string& name, const std::string& domain) noexcept {
+    const std::string prefix = "ferry." + domain + ".";
+    if (name.compare(0, prefix.size(), prefix) != 0) return 0;
+    if (name.size() < prefix.size() + 17 || name[prefix.size() + 16] != '.') return 0;
+    std::uint64_t id = 0;
+    for (std::size_t i = prefix.size(); i < prefix.size() + 16; ++i) {
+        const char c = name[i];
+        int v;
+        if (c >= '0' && c <= '9') v = c - '0';
+        else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+        else return 0;
+        id = (id << 4) | static_cast<std::uint64_t>(v);
+    }
+    return id;
+}
+
+bool process_alive(pid_t pid) noexcept {
+    if (pid <= 0) return false;
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+}  // namespace ferry::transport
