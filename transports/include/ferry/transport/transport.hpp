@@ -172,7 +172,8 @@ public:
     // interrupt().
     virtual Status take(SampleBuffer& out, Clock::time_point deadline) noexcept = 0;
 
-    // Return a sample's bytes to the transport.
+    // Return a sample's bytes to the transport. Thread-safe: an application may drop a sample on
+    // another thread, concurrently with take() (keep it cheap: a lock-free op or a short mutex).
     virtual void release(SampleBuffer& sample) noexcept = 0;
 
     // The complete current set of writers for this topic (from the registry). Attach to new

@@ -1,0 +1,60 @@
+// A read-only view of a live domain, for tools (the `ferry` command) and tests: what topics
+// exist, who publishes and subscribes, their counters, which plugins are installed, and the
+// clean-up of what dead processes left behind. Reading never subscribes to anything.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ferry/export.hpp>
+#include <ferry/qos.hpp>
+
+namespace ferry {
+
+struct EndpointInfo {
+    std::uint64_t id = 0;
+    std::string topic;
+    std::string node;
+    bool publisher = false;  // else subscriber
+    int pid = 0;
+    std::uint64_t messages = 0;  // publishers: messages sent so far
+    std::uint64_t bytes = 0;     // publishers: payload bytes sent so far
+};
+
+struct TopicInfo {
+    std::string name;
+    std::string type;
+    Qos qos;  // transport and QoS the topic was created with
+    std::vector<EndpointInfo> endpoints;
+};
+
+// FERRY_DOMAIN or "0".
+FERRY_API std::string default_domain();
+
+// Topics of `domain` with their live endpoints (dead processes' entries are purged first).
+// Empty if the domain has no registry. Throws ferry::Error if the registry is unusable.
+FERRY_API std::vector<TopicInfo> list_topics(const std::string& domain);
+
+struct PluginInfo {
+    std::string name;
+    std::string path;
+    bool loaded = false;  // false: `error` says why
+    std::string error;
+    bool zero_copy = false;
+    std::size_t max_message_size = 0;
+    std::string summary;
+};
+
+// Every transport module found on the search path (FERRY_PLUGIN_PATH, the install location,
+// the build tree), each loaded and checked.
+FERRY_API std::vector<PluginInfo> list_plugins();
+
+// Removes, for `domain`, the OS objects (segments, sockets, FIFOs, queues) and registry entries
+// of processes that no longer exist; never anything of a live process. Returns what it removed.
+FERRY_API std::vector<std::string> clean_domain(const std::string& domain);
+
+// Loads a config file (throws ferry::Error with file and line) and resolves `topic` in it.
+FERRY_API Qos resolve_config(const std::string& path, const std::string& topic);
+
+}  // namespace ferry

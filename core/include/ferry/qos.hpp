@@ -1,0 +1,23 @@
+// Quality of service of a topic, as resolved from the config (or taken from the registry when
+// the topic already exists: the first endpoint of a topic fixes its transport and QoS).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <ferry/error.hpp>
+
+namespace ferry {
+
+struct Qos {
+    std::string transport = "uds";
+    std::uint32_t depth = 16;                  // per-subscriber queue, in messages
+    Overflow overflow = Overflow::block;       // what a publisher does when a queue is full
+    std::size_t max_message_size = 16u << 20;  // largest payload, in bytes
+    std::chrono::milliseconds block_timeout{1000};  // how long `block` waits
+    std::uint32_t mode = 0600;                 // permission bits of the topic's OS objects
+};
+
+}  // namespace ferry

@@ -1,0 +1,70 @@
+// The TOML config: defaults plus rules matched by topic-name pattern (first match wins).
+//
+//   [defaults]
+//   transport = "uds"          # uds | shm | mq | pipe | any installed plugin
+//   depth = 16
+//   overflow = "block"         # block | drop_oldest | fail
+//   max_message_size = "16MiB"
+//   block_timeout_ms = 1000
+//   mode = "0600"              # "0660" lets the file's group in
+//
+//   [[topic]]
+//   match = "camera/*"         # fnmatch pattern
+//   transport = "shm"
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ferry/qos.hpp>
+
+namespace ferry::detail {
+
+struct ConfigRule {
+    std::string pattern;  // empty for [defaults]
+    int line = 0;
+    std::optional<std::string> transport;
+    int transport_line = 0;
+    std::optional<std::uint32_t> depth;
+    std::optional<Overflow> overflow;
+    std::optional<std::size_t> max_message_size;
+    std::optional<std::chrono::milliseconds> block_timeout;
+    std::optional<std::uint32_t> mode;
+};
+
+class Config {
+public:
+    // Built-in defaults only.
+    Config() = default;
+
+    // Throws ferry::Error("<source>:<line>:<column>: ...") on malformed TOML, an unknown key,
+    // or a bad value.
+    static Config parse(std::string_view text, const std::string& source);
+    static Config load_file(const std::string& path);
+    // FERRY_CONFIG if set (must exist), else ./ferry.toml if present, else built-in defaults.
+    static Config load_for_node(const std::optional<std::string>& explicit_path);
+
+    struct Resolved {
+        Qos qos;
+        bool transport_explicit = false;  // set by the file, not the built-in default
+        std::string where;                // "file:line" of the transport setting
+    };
+    Resolved resolve(const std::string& topic) const;
+
+    // Throws if a rule names a transport not in `available` (file:line, and the list).
+    void check_transports(const std::vector<std::string>& available) const;
+
+    const std::string& source() const noexcept { return source_; }
+
+private:
+    std::string source_ = "<built-in defaults>";
+    ConfigRule defaults_;
+    std::vector<ConfigRule> rules_;
+};
+
+// "4096", "64KiB", "16MiB", "1GiB", "4k", "2M": bytes, or nullopt if not a size.
+std::optional<std::size_t> parse_size(std::string_view text);
+
+}  // namespace ferry::detail

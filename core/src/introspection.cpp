@@ -1,0 +1,93 @@
+#include <ferry/introspection.hpp>
+
+#include <algorithm>
+
+#include <ferry/error.hpp>
+#include <ferry/transport/naming.hpp>
+
+#include "config/config.hpp"
+#include "loader/plugin_loader.hpp"
+#include "registry/registry.hpp"
+#include "runtime/participant.hpp"
+
+namespace ferry {
+
+std::vector<TopicInfo> list_topics(const std::string& domain) {
+    auto registry = detail::Registry::open_existing(detail::checked_domain(domain));
+    if (!registry) return {};
+    registry->purge_dead();
+    std::vector<TopicInfo> out;
+    for (auto& t : registry->topics()) {
+        TopicInfo info;
+        info.name = t.name;
+        info.type = t.type;
+        info.qos = t.qos;
+        out.push_back(std::move(info));
+    }
+    for (auto& e : registry->endpoints()) {
+        for (auto& t : out) {
+            if (t.name != e.topic) continue;
+            EndpointInfo ep;
+            ep.id = e.id;
+            ep.topic = e.topic;
+            ep.node = e.node;
+            ep.publisher = e.role == detail::Role::publisher;
+            ep.pid = e.pid;
+            ep.messages = e.messages;
+            ep.bytes = e.bytes;
+            t.endpoints.push_back(std::move(ep));
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
+    return out;
+}
+
+std::vector<PluginInfo> list_plugins() {
+    std::vector<PluginInfo> out;
+    for (const auto& name : detail::available_transports()) {
+        PluginInfo info;
+        info.name = name;
+        try {
+            auto loaded = detail::load_transport(name);
+            info.path = loaded->path();
+            info.loaded = true;
+            const auto caps = loaded->get().capabilities();
+            info.zero_copy = caps.zero_copy;
+            info.max_message_size = caps.max_message_size;
+            info.summary = caps.summary ? caps.summary : "";
+        } catch (const std::exception& e) {
+            info.error = e.what();
+        }
+        out.push_back(std::move(info));
+    }
+    return out;
+}
+
+std::vector<std::string> clean_domain(const std::string& domain) {
+    const std::string d = detail::checked_domain(domain);
+    std::vector<std::string> removed;
+    std::string error;
+    const std::string runtime_dir = transport::default_runtime_dir(error);
+    if (auto registry = detail::Registry::open_existing(d)) {
+        for (auto id : registry->purge_dead()) {
+            char hex[17];
+            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id));
+            removed.push_back("registry entry " + std::string(hex));
+        }
+    }
+    auto objects = detail::remove_stale_objects(d, runtime_dir);
+    removed.insert(removed.end(), objects.begin(), objects.end());
+    // The registry file itself goes when no live process takes part any more.
+    {
+        detail::Registry probe(d, true);  // join briefly: leaving as the last one removes the file
+    }
+    return removed;
+}
+
+Qos resolve_config(const std::string& path, const std::string& topic) {
+    auto cfg = detail::Config::load_file(path);
+    cfg.check_transports(detail::available_transports());
+    return cfg.resolve(topic).qos;
+}
+
+}  // namespace ferry

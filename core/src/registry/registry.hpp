@@ -1,0 +1,121 @@
+// The per-domain registry: one shared-memory file /dev/shm/ferry.<domain>.registry, no daemon.
+//
+// It records topics (name, type, transport, QoS), the processes taking part, and every
+// publisher and subscriber (endpoint id, pid + process start time, node name, counters).
+// All changes happen under one robust process-shared mutex: a process SIGKILLed while holding
+// it makes the next locker repair the table (entries half written are dropped) and go on.
+// Entries of processes that died are purged by whoever looks next (every participant's
+// discovery thread does every 200 ms). The last participant to leave removes the file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ferry/qos.hpp>
+#include <ferry/transport/transport.hpp>
+
+namespace ferry::detail {
+
+struct RegistryLayout;
+
+enum class Role : std::uint32_t { publisher = 1, subscriber = 2 };
+
+struct TopicRecord {
+    std::string name;
+    std::string type;  // "" never stored: the first typed endpoint fixes it
+    Qos qos;
+    int creator_pid = 0;
+};
+
+struct EndpointRecord {
+    std::uint64_t id = 0;
+    std::string topic;
+    std::string node;
+    Role role = Role::publisher;
+    pid_t pid = 0;
+    std::uint64_t messages = 0;
+    std::uint64_t bytes = 0;
+};
+
+struct EndpointCounters {
+    std::atomic<std::uint64_t>* messages = nullptr;
+    std::atomic<std::uint64_t>* bytes = nullptr;
+};
+
+// Identity of a process that survives pid reuse: pid + start time (clock ticks since boot).
+struct ProcessId {
+    pid_t pid = 0;
+    std::uint64_t start_time = 0;
+};
+ProcessId this_process();
+// False for a process that is gone, a zombie, or a new process that reused the pid.
+bool process_is(const ProcessId& p);
+
+class Registry {
+public:
+    // Opens the domain's registry, creating it if needed, and joins as a participant.
+    // Throws ferry::Error when the file cannot be created or has another layout.
+    explicit Registry(std::string domain, bool join = true);
+    ~Registry();
+    Registry(const Registry&) = delete;
+    Registry& operator=(const Registry&) = delete;
+
+    // Opens an existing registry without joining (for tools); nullopt if there is none.
+    static std::unique_ptr<Registry> open_existing(const std::string& domain);
+
+    const std::string& domain() const noexcept { return domain_; }
+
+    std::optional<TopicRecord> find_topic(const std::string& name);
+
+    struct AddResult {
+        bool ok = false;
+        TopicRecord topic;  // what the topic is (the existing record when it already existed)
+        std::string error;  // why not
+        EndpointCounters counters;
+    };
+    // Adds an endpoint. If the topic exists, its type must equal `wanted.type` (unless `type`
+    // is empty for an any-type subscriber) and its transport must equal wanted.qos.transport
+    // when `transport_explicit`; otherwise the topic is created from `wanted`.
+    AddResult add_endpoint(const TopicRecord& wanted,
+                           bool transport_explicit,
+                           Role role,
+                           std::uint64_t endpoint_id,
+                           const std::string& node);
+    void remove_endpoint(std::uint64_t endpoint_id);
+
+    std::vector<TopicRecord> topics();
+    std::vector<EndpointRecord> endpoints();
+
+    // Drops entries of dead processes. Returns the endpoint ids removed.
+    std::vector<std::uint64_t> purge_dead();
+
+    // Number of live participants other than this process.
+    std::size_t other_participants();
+
+    std::uint32_t generation() const noexcept;
+    // Wakes every wait_for_change() of this process and others (without changing anything).
+    void wake_waiters() const noexcept;
+    // Sleeps until the generation differs from `seen` or `deadline` passes.
+    void wait_for_change(std::uint32_t seen, transport::Clock::time_point deadline) const noexcept;
+
+    // Path of the registry file of `domain`.
+    static std::string path_for(const std::string& domain);
+
+private:
+    class Lock;
+    void bump_locked() noexcept;
+    void repair_locked() noexcept;
+    std::vector<std::uint64_t> purge_locked();
+
+    std::string domain_;
+    std::string path_;
+    RegistryLayout* shm_ = nullptr;
+    bool joined_ = false;
+};
+
+}  // namespace ferry::detail

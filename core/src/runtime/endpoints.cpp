@@ -1,0 +1,375 @@
+#include "runtime/endpoints.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <ferry/codec.hpp>
+#include <ferry/error.hpp>
+#include <ferry/publisher.hpp>
+
+#include "log/log.hpp"
+#include "runtime/frame.hpp"
+
+namespace ferry::detail {
+
+namespace {
+
+std::vector<transport::PeerInfo> peers_of(const std::vector<EndpointRecord>& all, const std::string& topic, Role role) {
+    std::vector<transport::PeerInfo> out;
+    for (const auto& e : all)
+        if (e.role == role && e.topic == topic) out.push_back({e.id, e.pid});
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.endpoint_id < b.endpoint_id; });
+    return out;
+}
+
+std::int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(transport::Clock::now().time_since_epoch()).count();
+}
+
+void check_topic_name(const std::string& topic) {
+    const bool ok = !topic.empty() && topic.size() < 192 && std::all_of(topic.begin(), topic.end(), [](char c) {
+        return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+    });
+    if (!ok)
+        throw Error(Errc::invalid_argument,
+                    "topic name '" + topic + "' is not valid: use 1 to 191 printable ASCII characters, no spaces");
+}
+
+}  // namespace
+
+transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id) {
+    transport::TopicParams params;
+    params.domain = p.domain();
+    params.topic = topic;
+    params.runtime_dir = p.runtime_dir();
+    params.endpoint_id = id;
+    params.depth = qos.depth;
+    params.overflow = qos.overflow;
+    params.max_message_size = qos.max_message_size + kFrameHeaderSize;
+    params.block_timeout = qos.block_timeout;
+    params.mode = qos.mode;
+    return params;
+}
+
+Qos agree_with_registry(const EndpointSpec& spec) {
+    check_topic_name(spec.topic);
+    auto existing = spec.participant->registry().find_topic(spec.topic);
+    if (!existing) return spec.qos;
+    if (!spec.type.empty() && existing->type != spec.type)
+        throw Error(Errc::invalid_argument, "type mismatch on topic '" + spec.topic + "': it carries '" +
+                                                existing->type + "', this endpoint uses '" + spec.type + "'");
+    if (spec.transport_explicit && existing->qos.transport != spec.qos.transport)
+        throw Error(Errc::invalid_argument, "transport conflict on topic '" + spec.topic + "': it is carried by '" +
+                                                existing->qos.transport + "', but " + spec.where + " selects '" +
+                                                spec.qos.transport + "'");
+    return existing->qos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publisher
+
+std::shared_ptr<PublisherCore> PublisherCore::create(const EndpointSpec& spec) {
+    auto core = std::make_shared<PublisherCore>();
+    core->participant_ = spec.participant;
+    core->topic_ = spec.topic;
+    core->type_ = spec.type;
+    core->type_hash_ = type_hash(spec.type);
+    core->qos_ = agree_with_registry(spec);
+    core->lib_ = load_transport(core->qos_.transport);
+    core->id_ = spec.participant->next_endpoint_id();
+    auto& t = core->lib_->get();
+    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    if (auto st = t.validate(params); !st)
+        throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
+    if (auto st = t.create_writer(params, core->writer_); !st)
+        throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
+    TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
+    auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::publisher, core->id_, spec.node);
+    if (!added.ok) throw Error(Errc::invalid_argument, "cannot advertise '" + spec.topic + "': " + added.error);
+    core->registered_ = true;
+    core->counters_ = added.counters;
+    spec.participant->add(core);
+    spec.participant->sync_now(*core);
+    return core;
+}
+
+PublisherCore::~PublisherCore() {
+    if (registered_) {
+        participant_->remove(this);
+        try {
+            participant_->registry().remove_endpoint(id_);
+        } catch (const std::exception& e) {
+            log_warn(std::string("unregistering a publisher: ") + e.what());
+        }
+    }
+    writer_.reset();
+}
+
+void PublisherCore::sync_peers(const std::vector<EndpointRecord>& all) noexcept {
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        writer_->sync_readers(peers_of(all, topic_, Role::subscriber));
+    }
+    readers_changed_.notify_all();
+}
+
+bool PublisherCore::wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(sync_mu_);
+    return readers_changed_.wait_for(lock, timeout, [&] { return writer_->reader_count() >= n; });
+}
+
+Status PublisherCore::loan(std::size_t size, RawLoan& out) {
+    if (size > qos_.max_message_size)
+        return Status(Errc::too_large, "message of " + std::to_string(size) + " bytes exceeds max_message_size " +
+                                           std::to_string(qos_.max_message_size) + " of topic '" + topic_ + "'");
+    transport::LoanBuffer buf;
+    if (auto st = writer_->loan(size + kFrameHeaderSize, buf); !st) return st;
+    out.core_ = shared_from_this();
+    out.buffer_ = buf.data;
+    out.capacity_ = buf.capacity;
+    out.handle_ = buf.handle;
+    out.payload_ = buf.data + kFrameHeaderSize;
+    out.size_ = size;
+    return Status::ok();
+}
+
+Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
+    transport::LoanBuffer buf{loan.buffer_, loan.capacity_, loan.handle_};
+    loan.payload_ = nullptr;
+    if (used > loan.size_) {
+        writer_->release(buf);
+        return Status(Errc::invalid_argument, "publish(used): more bytes than were loaned");
+    }
+    FrameHeader h{};
+    h.magic = kFrameMagic;
+    h.version = kFrameVersion;
+    h.payload_size = used;
+    h.sequence = ++sequence_;
+    h.publisher_id = id_;
+    h.timestamp_ns = monotonic_ns();
+    h.type_hash = type_hash_;
+    std::memcpy(buf.data, &h, sizeof h);
+    Status st = writer_->commit(buf, used + kFrameHeaderSize);
+    if (st.code() != Errc::too_large && st.code() != Errc::invalid_argument && counters_.messages) {
+        counters_.messages->fetch_add(1, std::memory_order_relaxed);
+        counters_.bytes->fetch_add(used, std::memory_order_relaxed);
+    }
+    return st;
+}
+
+void PublisherCore::release(RawLoan& loan) noexcept {
+    transport::LoanBuffer buf{loan.buffer_, loan.capacity_, loan.handle_};
+    loan.payload_ = nullptr;
+    writer_->release(buf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber
+
+std::shared_ptr<SubscriberCore> SubscriberCore::create(const EndpointSpec& spec, Callback callback) {
+    auto core = std::make_shared<SubscriberCore>();
+    core->participant_ = spec.participant;
+    core->topic_ = spec.topic;
+    core->qos_ = agree_with_registry(spec);
+    core->type_ = spec.type;
+    if (spec.type.empty()) {
+        auto existing = spec.participant->registry().find_topic(spec.topic);
+        if (!existing)
+            throw Error(Errc::invalid_argument, "topic '" + spec.topic + "' does not exist in domain " +
+                                                    spec.participant->domain());
+        core->type_ = existing->type;
+    } else {
+        core->type_hash_ = type_hash(spec.type);
+    }
+    auto box = std::make_shared<ReaderBox>();
+    box->lib = load_transport(core->qos_.transport);
+    core->id_ = spec.participant->next_endpoint_id();
+    auto& t = box->lib->get();
+    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    if (auto st = t.validate(params); !st)
+        throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
+    if (auto st = t.create_reader(params, box->reader); !st)
+        throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
+    core->box_ = std::move(box);
+    TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
+    auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_, spec.node);
+    if (!added.ok) throw Error(Errc::invalid_argument, "cannot subscribe to '" + spec.topic + "': " + added.error);
+    core->registered_ = true;
+    spec.participant->add(core);
+    spec.participant->sync_now(*core);
+    if (callback) {
+        SubscriberCore* raw = core.get();
+        core->callback_thread_ = std::thread([raw, cb = std::move(callback)]() mutable { raw->run_callbacks(std::move(cb)); });
+    }
+    return core;
+}
+
+SubscriberCore::~SubscriberCore() {
+    stopping_.store(true);
+    if (box_) box_->reader->interrupt();
+    if (callback_thread_.joinable()) {
+        if (callback_thread_.get_id() == std::this_thread::get_id())
+            callback_thread_.detach();  // dropped from inside its own callback
+        else
+            callback_thread_.join();
+    }
+    if (registered_) {
+        participant_->remove(this);
+        try {
+            participant_->registry().remove_endpoint(id_);
+        } catch (const std::exception& e) {
+            log_warn(std::string("unregistering a subscriber: ") + e.what());
+        }
+    }
+}
+
+void SubscriberCore::sync_peers(const std::vector<EndpointRecord>& all) noexcept {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    auto writers = peers_of(all, topic_, Role::publisher);
+    publishers_.store(writers.size());
+    box_->reader->sync_writers(writers);
+}
+
+std::optional<RawSample> SubscriberCore::take(transport::Clock::time_point deadline) {
+    while (true) {
+        transport::SampleBuffer sb;
+        const Status st = box_->reader->take(sb, deadline);
+        if (!st) {
+            if (st.code() != Errc::timeout && st.code() != Errc::would_block && st.code() != Errc::closed)
+                log_warn("take on '" + topic_ + "': " + st.message());
+            return std::nullopt;
+        }
+        FrameHeader h;
+        std::string why;
+        if (!decode_frame(sb.data, sb.size, type_hash_, h, why)) {
+            box_->reader->release(sb);
+            corrupt_.fetch_add(1);
+            log_warn("dropped a message on '" + topic_ + "': " + why);
+            continue;
+        }
+        RawSample s;
+        s.box_ = box_;
+        s.buffer_ = sb.data;
+        s.buffer_size_ = sb.size;
+        s.handle_ = sb.handle;
+        s.payload_ = sb.data + kFrameHeaderSize;
+        s.info_.sequence = h.sequence;
+        s.info_.publisher_id = h.publisher_id;
+        s.info_.timestamp_ns = h.timestamp_ns;
+        s.info_.size = static_cast<std::size_t>(h.payload_size);
+        return s;
+    }
+}
+
+void SubscriberCore::run_callbacks(Callback callback) {
+    // A non-owning handle: the callback thread must not keep its own subscriber alive.
+    RawSubscriber self(std::shared_ptr<SubscriberCore>(std::shared_ptr<SubscriberCore>(), this));
+    while (true) {
+        auto s = take(transport::Clock::now() + std::chrono::hours(24));
+        if (!s) {
+            if (stopping_.load()) return;
+            continue;
+        }
+        try {
+            callback(*s, self);
+        } catch (const std::exception& e) {
+            log_error("callback on '" + topic_ + "' threw: " + e.what());
+        }
+    }
+}
+
+}  // namespace ferry::detail
+
+// ---------------------------------------------------------------------------------------------
+// Public handles
+
+namespace ferry {
+
+RawLoan::RawLoan(RawLoan&& o) noexcept { *this = std::move(o); }
+
+RawLoan& RawLoan::operator=(RawLoan&& o) noexcept {
+    if (this != &o) {
+        if (payload_ && core_) core_->release(*this);
+        core_ = std::move(o.core_);
+        payload_ = std::exchange(o.payload_, nullptr);
+        size_ = o.size_;
+        buffer_ = o.buffer_;
+        capacity_ = o.capacity_;
+        handle_ = o.handle_;
+    }
+    return *this;
+}
+
+RawLoan::~RawLoan() {
+    if (payload_ && core_) core_->release(*this);
+}
+
+Status RawLoan::publish(std::size_t used) {
+    if (!payload_ || !core_) return Status(Errc::invalid_argument, "publish on an empty or already published loan");
+    auto core = std::move(core_);
+    return core->commit(*this, used);
+}
+
+RawSample::RawSample(RawSample&& o) noexcept { *this = std::move(o); }
+
+RawSample& RawSample::operator=(RawSample&& o) noexcept {
+    if (this != &o) {
+        if (box_) {
+            transport::SampleBuffer sb{buffer_, buffer_size_, handle_};
+            box_->reader->release(sb);
+        }
+        box_ = std::move(o.box_);
+        payload_ = o.payload_;
+        info_ = o.info_;
+        buffer_ = o.buffer_;
+        buffer_size_ = o.buffer_size_;
+        handle_ = o.handle_;
+    }
+    return *this;
+}
+
+RawSample::~RawSample() {
+    if (box_) {
+        transport::SampleBuffer sb{buffer_, buffer_size_, handle_};
+        box_->reader->release(sb);
+    }
+}
+
+Status RawPublisher::publish(const void* data, std::size_t size) {
+    Status st;
+    RawLoan l = loan(size, &st);
+    if (!l.valid()) return st;
+    if (size) std::memcpy(l.data(), data, size);
+    return l.publish();
+}
+
+RawLoan RawPublisher::loan(std::size_t size, Status* status) {
+    RawLoan l;
+    Status st = core_->loan(size, l);
+    if (status) *status = st;
+    return l;
+}
+
+std::size_t RawPublisher::subscriber_count() const { return core_->subscriber_count(); }
+bool RawPublisher::wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout) const {
+    return core_->wait_for_subscribers(n, timeout);
+}
+const std::string& RawPublisher::topic() const { return core_->topic(); }
+const std::string& RawPublisher::type_name() const { return core_->type(); }
+const Qos& RawPublisher::qos() const { return core_->qos(); }
+std::uint64_t RawPublisher::id() const { return core_->endpoint_id(); }
+
+std::optional<RawSample> RawSubscriber::take(std::chrono::nanoseconds timeout) {
+    const auto capped = std::clamp(timeout, std::chrono::nanoseconds(0), std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
+    return core_->take(transport::Clock::now() + capped);
+}
+std::optional<RawSample> RawSubscriber::try_take() { return core_->take(transport::Clock::time_point::min()); }
+std::uint64_t RawSubscriber::lost() const { return core_->lost(); }
+std::uint64_t RawSubscriber::corrupt() const { return core_->corrupt(); }
+void RawSubscriber::note_corrupt() { core_->note_corrupt(); }
+std::size_t RawSubscriber::publisher_count() const { return core_->publisher_count(); }
+const std::string& RawSubscriber::topic() const { return core_->topic(); }
+const std::string& RawSubscriber::type_name() const { return core_->type(); }
+const Qos& RawSubscriber::qos() const { return core_->qos(); }
+
+}  // namespace ferry

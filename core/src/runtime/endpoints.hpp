@@ -1,0 +1,122 @@
+// The untyped cores behind Publisher<T> and Subscriber<T>: one transport writer or reader, its
+// registry entry, and the glue to the discovery thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ferry/message.hpp>
+#include <ferry/qos.hpp>
+#include <ferry/subscriber.hpp>
+#include <ferry/transport/transport.hpp>
+
+#include "loader/plugin_loader.hpp"
+#include "runtime/participant.hpp"
+
+namespace ferry::detail {
+
+// Everything needed to set up one endpoint.
+struct EndpointSpec {
+    std::shared_ptr<Participant> participant;
+    std::string topic;
+    std::string type;  // "" for an any-type subscriber
+    std::string node;
+    Qos qos;                          // from the config
+    bool transport_explicit = false;  // the config chose the transport (not the built-in default)
+    std::string where;                // "file:line" of that choice
+};
+
+class PublisherCore final : public Endpoint, public std::enable_shared_from_this<PublisherCore> {
+public:
+    static std::shared_ptr<PublisherCore> create(const EndpointSpec& spec);  // throws ferry::Error
+    ~PublisherCore() override;
+
+    Status loan(std::size_t size, RawLoan& out);
+    Status commit(RawLoan& loan, std::size_t used);
+    void release(RawLoan& loan) noexcept;
+
+    std::size_t subscriber_count() const noexcept { return writer_->reader_count(); }
+    bool wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout);
+
+    const std::string& topic() const noexcept { return topic_; }
+    const std::string& type() const noexcept { return type_; }
+    const Qos& qos() const noexcept { return qos_; }
+    std::uint64_t endpoint_id() const noexcept override { return id_; }
+    void sync_peers(const std::vector<EndpointRecord>& all) noexcept override;
+
+    PublisherCore() = default;  // use create()
+
+private:
+    std::shared_ptr<Participant> participant_;
+    std::shared_ptr<LoadedTransport> lib_;
+    std::unique_ptr<transport::Writer> writer_;
+    std::string topic_, type_;
+    std::uint64_t type_hash_ = 0;
+    Qos qos_;
+    std::uint64_t id_ = 0;
+    std::uint64_t sequence_ = 0;
+    EndpointCounters counters_;
+    bool registered_ = false;
+    std::mutex sync_mu_;
+    std::condition_variable readers_changed_;
+};
+
+// Keeps a transport reader (and its module) alive while samples from it exist.
+struct ReaderBox {
+    std::shared_ptr<LoadedTransport> lib;  // declared first: destroyed last
+    std::unique_ptr<transport::Reader> reader;
+    ~ReaderBox() { reader.reset(); }
+};
+
+class SubscriberCore final : public Endpoint, public std::enable_shared_from_this<SubscriberCore> {
+public:
+    using Callback = std::function<void(RawSample&, RawSubscriber&)>;
+    static std::shared_ptr<SubscriberCore> create(const EndpointSpec& spec, Callback callback);  // throws
+    ~SubscriberCore() override;
+
+    std::optional<RawSample> take(transport::Clock::time_point deadline);
+
+    std::uint64_t lost() const noexcept { return box_->reader->lost() + corrupt_.load(); }
+    std::uint64_t corrupt() const noexcept { return corrupt_.load(); }
+    void note_corrupt() noexcept { corrupt_.fetch_add(1); }
+    std::size_t publisher_count() const noexcept { return publishers_.load(); }
+
+    const std::string& topic() const noexcept { return topic_; }
+    const std::string& type() const noexcept { return type_; }
+    const Qos& qos() const noexcept { return qos_; }
+    std::uint64_t endpoint_id() const noexcept override { return id_; }
+    void sync_peers(const std::vector<EndpointRecord>& all) noexcept override;
+
+    SubscriberCore() = default;  // use create()
+
+private:
+    void run_callbacks(Callback callback);
+
+    std::shared_ptr<Participant> participant_;
+    std::shared_ptr<ReaderBox> box_;
+    std::string topic_, type_;
+    std::uint64_t type_hash_ = 0;  // 0 = any
+    Qos qos_;
+    std::uint64_t id_ = 0;
+    bool registered_ = false;
+    std::atomic<std::uint64_t> corrupt_{0};
+    std::atomic<std::size_t> publishers_{0};
+    std::atomic<bool> stopping_{false};
+    std::mutex sync_mu_;
+    std::thread callback_thread_;
+};
+
+// Transport parameters for an endpoint of `topic` with `qos`.
+transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id);
+
+// Resolves the QoS an endpoint will use (the registry's when the topic exists) and checks the
+// type and transport against it; throws ferry::Error on conflict.
+Qos agree_with_registry(const EndpointSpec& spec);
+
+}  // namespace ferry::detail

@@ -1,0 +1,154 @@
+#include "runtime/participant.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+
+#include <ferry/error.hpp>
+#include <ferry/transport/naming.hpp>
+#include <ferry/transport/posix.hpp>
+
+#include "log/log.hpp"
+
+namespace ferry::detail {
+
+namespace {
+
+constexpr auto kPurgeInterval = std::chrono::milliseconds(200);
+
+bool pid_gone(pid_t pid) {
+    if (!transport::process_alive(pid)) return true;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    if (!std::getline(in, text)) return true;
+    const auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() && (text[close + 2] == 'Z' || text[close + 2] == 'X');
+}
+
+}  // namespace
+
+std::string checked_domain(const std::string& domain) {
+    const bool ok = !domain.empty() && domain.size() <= 32 && std::all_of(domain.begin(), domain.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    });
+    if (!ok)
+        throw Error(Errc::invalid_argument,
+                    "domain '" + domain + "' is not valid: use 1 to 32 characters of A-Z a-z 0-9 _ -");
+    return domain;
+}
+
+std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir) {
+    std::vector<std::string> removed;
+    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
+        if (dir.empty()) continue;
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) continue;
+        std::vector<std::string> names;
+        while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+        ::closedir(d);
+        for (const auto& name : names) {
+            const std::uint64_t id = transport::parse_object_name(name, domain);
+            if (id == 0 || !pid_gone(transport::endpoint_pid(id))) continue;
+            const std::string path = dir + "/" + name;
+            if (::unlink(path.c_str()) == 0) {
+                log_info("removed " + path + " left by dead process " + std::to_string(transport::endpoint_pid(id)));
+                removed.push_back(path);
+            }
+        }
+    }
+    return removed;
+}
+
+std::shared_ptr<Participant> Participant::get(const std::string& domain) {
+    static std::mutex mu;
+    static std::map<std::pair<pid_t, std::string>, std::weak_ptr<Participant>> cache;
+    std::lock_guard<std::mutex> lock(mu);
+    // Keyed by pid too: a forked child must not reuse its parent's participant.
+    const auto key = std::make_pair(::getpid(), domain);
+    if (auto p = cache[key].lock()) return p;
+    auto p = std::make_shared<Participant>(domain);
+    cache[key] = p;
+    return p;
+}
+
+Participant::Participant(const std::string& domain) : s_(std::make_shared<Shared>(checked_domain(domain))) {
+    std::string error;
+    s_->runtime_dir = transport::default_runtime_dir(error);
+    if (s_->runtime_dir.empty()) throw Error(Errc::io_error, error);
+    // Whatever dead processes of this domain left behind goes now.
+    s_->registry.purge_dead();
+    remove_stale_objects(s_->registry.domain(), s_->runtime_dir);
+    thread_ = std::thread(&Participant::run, s_);
+}
+
+Participant::~Participant() {
+    s_->stop.store(true);
+    s_->registry.wake_waiters();
+    if (thread_.get_id() == std::this_thread::get_id()) {
+        thread_.detach();  // the thread owns `s_` and ends by itself
+    } else if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+std::uint64_t Participant::next_endpoint_id() noexcept {
+    return transport::make_endpoint_id(::getpid(), ++serial_);
+}
+
+void Participant::add(const std::shared_ptr<Endpoint>& ep) {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    s_->endpoints.push_back(ep);
+}
+
+void Participant::remove(const Endpoint* ep) {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    auto& eps = s_->endpoints;
+    eps.erase(std::remove_if(eps.begin(), eps.end(),
+                                    [ep](const std::weak_ptr<Endpoint>& w) {
+                                        auto s = w.lock();
+                                        return !s || s.get() == ep;
+                                    }),
+              eps.end());
+}
+
+void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints()); }
+
+void Participant::run(std::shared_ptr<Shared> s) {
+    Registry& registry = s->registry;
+    std::uint32_t seen = registry.generation() - 1;  // NOLINT: first pass always syncs
+    auto next_purge = transport::Clock::now();
+    while (!s->stop.load()) {
+        try {
+            const auto now = transport::Clock::now();
+            const std::uint32_t gen = registry.generation();
+            bool periodic = false;
+            if (now >= next_purge) {
+                if (!registry.purge_dead().empty()) remove_stale_objects(registry.domain(), s->runtime_dir);
+                next_purge = now + kPurgeInterval;
+                periodic = true;
+            }
+            if (gen != seen || periodic) {
+                seen = registry.generation();
+                const auto all = registry.endpoints();
+                std::vector<std::shared_ptr<Endpoint>> local;
+                {
+                    std::lock_guard<std::mutex> lock(s->mu);
+                    for (auto& w : s->endpoints)
+                        if (auto s = w.lock()) local.push_back(std::move(s));
+                }
+                for (auto& ep : local) ep->sync_peers(all);
+                // Dropping the last reference here may destroy an endpoint: fine on this thread.
+            }
+            registry.wait_for_change(seen, next_purge);
+        } catch (const std::exception& e) {
+            log_error(std::string("discovery: ") + e.what());
+            registry.wait_for_change(registry.generation(), transport::Clock::now() + kPurgeInterval);
+        }
+    }
+}
+
+}  // namespace ferry::detail

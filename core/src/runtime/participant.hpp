@@ -1,0 +1,71 @@
+// A process's presence in one domain: the registry mapping, the runtime directory, and the
+// discovery thread that keeps every local writer and reader connected to the peers the
+// registry lists (woken by registry changes, and every 200 ms to purge dead processes).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "registry/registry.hpp"
+
+namespace ferry::detail {
+
+// A local publisher or subscriber as the discovery thread sees it.
+class Endpoint {
+public:
+    virtual ~Endpoint() = default;
+    virtual std::uint64_t endpoint_id() const noexcept = 0;
+    // Hands the transport the current peers of its topic, taken from `all`.
+    virtual void sync_peers(const std::vector<EndpointRecord>& all) noexcept = 0;
+};
+
+class Participant {
+public:
+    // The participant of this process for `domain`, created on first use. Throws ferry::Error.
+    static std::shared_ptr<Participant> get(const std::string& domain);
+    ~Participant();
+
+    Registry& registry() noexcept { return s_->registry; }
+    const std::string& domain() const noexcept { return s_->registry.domain(); }
+    const std::string& runtime_dir() const noexcept { return s_->runtime_dir; }
+    std::uint64_t next_endpoint_id() noexcept;
+
+    void add(const std::shared_ptr<Endpoint>& ep);
+    void remove(const Endpoint* ep);
+    // Syncs one endpoint now, from the caller's thread (right after it was registered).
+    void sync_now(Endpoint& ep);
+
+    explicit Participant(const std::string& domain);  // use get()
+
+private:
+    // What the discovery thread uses; it holds its own reference, so that an endpoint destroyed
+    // on that thread may also drop the last reference to the Participant.
+    struct Shared {
+        explicit Shared(const std::string& domain) : registry(domain) {}
+        Registry registry;
+        std::string runtime_dir;
+        std::mutex mu;
+        std::vector<std::weak_ptr<Endpoint>> endpoints;
+        std::atomic<bool> stop{false};
+    };
+    static void run(std::shared_ptr<Shared> s);
+
+    std::shared_ptr<Shared> s_;
+    std::atomic<std::uint32_t> serial_{0};
+    std::thread thread_;
+};
+
+// Removes OS objects of `domain` in /dev/shm, /dev/mqueue and `runtime_dir` whose creating
+// process is gone. Returns their paths.
+std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir);
+
+// FERRY_DOMAIN or "0"; throws if the name is not [A-Za-z0-9_-]{1,32}.
+std::string checked_domain(const std::string& domain);
+
+}  // namespace ferry::detail
