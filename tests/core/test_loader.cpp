@@ -1,0 +1,64 @@
+// Plugin loader: finds the built transports, refuses foreign and mismatched modules by name,
+// and lists what is available when a transport is missing.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <ferry/error.hpp>
+
+#include "loader/plugin_loader.hpp"
+
+using namespace ferry::detail;
+
+TEST_CASE("the loader finds the uds transport and checks its ABI", "[loader]") {
+    auto sut = load_transport("uds");
+    CHECK(std::string(sut->get().name()) == "uds");
+    CHECK_THAT(sut->path(), Catch::EndsWith("ferry_plugin_uds.so"));
+    const auto names = available_transports();
+    CHECK(std::find(names.begin(), names.end(), "uds") != names.end());
+}
+
+TEST_CASE("a missing transport is an error that lists the available ones", "[loader]") {
+    try {
+        load_transport("teleport");
+        FAIL("an unknown transport loaded");
+    } catch (const ferry::Error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("unknown transport 'teleport'") && Catch::Contains("ferry_plugin_teleport.so") &&
+                                 Catch::Contains("available: ") && Catch::Contains("uds"));
+    }
+}
+
+TEST_CASE("a module that is not a ferry transport is refused, naming the file", "[loader]") {
+    const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_foreign_module.so";
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("not a ferry transport module"));
+}
+
+TEST_CASE("a module built for another ABI is refused, naming the file and both versions", "[loader]") {
+    const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_abi_mismatch_module.so";
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("ABI 101") && Catch::Contains("needs ABI 1"));
+}
+
+TEST_CASE("a file that is not a shared library is refused, naming it", "[loader]") {
+    char tmpl[] = "/tmp/ferry-loader-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    const std::string dir = tmpl;
+    const std::string path = dir + "/ferry_plugin_junk.so";
+    { std::FILE* f = std::fopen(path.c_str(), "w"); std::fputs("not an ELF file", f); std::fclose(f); }
+    ::setenv("FERRY_PLUGIN_PATH", dir.c_str(), 1);
+    CHECK_THROWS_WITH(load_transport("junk"), Catch::Contains(path) && Catch::Contains("cannot load"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the search path never contains the current directory through an empty entry", "[loader][security]") {
+    ::setenv("FERRY_PLUGIN_PATH", ":/opt/ferry-test-plugins::", 1);
+    const auto dirs = plugin_search_path();
+    REQUIRE_FALSE(dirs.empty());
+    CHECK(dirs.front() == "/opt/ferry-test-plugins");
+    for (const auto& d : dirs) {
+        CHECK_FALSE(d.empty());
+        CHECK(d != ".");
+    }
+}
