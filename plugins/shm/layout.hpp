@@ -1,0 +1,145 @@
+// The shared-memory layout of the shm transport. Private to the plugin (and its tests).
+//
+// Writer segment "/ferry.<domain>.<writer id>.shm", created and owned by one Writer:
+//
+//   SegmentHeader                        (magic, version, sizes, writer pid, writer futex)
+//   Slot[kSlotCount]                     (one per connected reader: ring head/tail, counters)
+//   rings: kSlotCount * depth * uint32   (slot s owns entries [s*depth, (s+1)*depth))
+//   chunks: chunk_count * chunk_stride   (ChunkHeader + up to max_message_size bytes each)
+//
+// Reader segment "/ferry.<domain>.<reader id>.sig": one Doorbell, the futex word every
+// writer bumps after queueing a message for that reader.
+//
+// Everything here is read by processes that do not trust each other: a reader recomputes the
+// layout from (depth, max_message_size) and refuses a header that disagrees with it, and every
+// index or size read from shared memory is checked against that local copy before use.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace ferry::shm {
+
+inline constexpr std::uint64_t kSegmentMagic = 0x314d48532d595246ull;   // "FRY-SHM1"
+inline constexpr std::uint64_t kDoorbellMagic = 0x3147494d2d595246ull;  // "FRY-MIG1"
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kSlotCount = 64;  // readers per writer: one bit each in a chunk mask
+inline constexpr std::uint32_t kMaxDepth = 65536;
+inline constexpr std::uint64_t kMaxChunkPayload = std::uint64_t{1} << 30;
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::size_t kPage = 4096;
+
+// Enough chunks that `depth` queued messages, as many taken-but-unreleased samples and the
+// writer's own loan never exhaust the pool while readers keep up.
+constexpr std::uint32_t chunk_count_for_depth(std::uint32_t depth) noexcept { return depth * 2 + 2; }
+
+enum SlotState : std::uint32_t {
+    kSlotFree = 0,
+    kSlotActive = 1,   // reader_id is being served
+    kSlotRetired = 2,  // reader dead or closed; kept until the registry forgets it
+};
+
+struct alignas(kCacheLine) SegmentHeader {
+    std::atomic<std::uint64_t> magic;  // stored last, with release, once the rest is valid
+    std::uint32_t version;
+    std::uint32_t slot_count;
+    std::uint32_t depth;
+    std::uint32_t chunk_count;
+    std::uint64_t max_message_size;
+    std::uint64_t chunk_stride;
+    std::uint64_t slots_offset;
+    std::uint64_t rings_offset;
+    std::uint64_t chunks_offset;
+    std::uint64_t total_size;
+    std::uint64_t writer_id;
+    std::int32_t writer_pid;
+    std::atomic<std::uint32_t> writer_closed;
+    // The writer sleeps on wake_seq while waiting for ring room or a free chunk; readers bump
+    // and wake it after a pop or a release, but only while writer_waiting is set.
+    alignas(kCacheLine) std::atomic<std::uint32_t> wake_seq;
+    std::atomic<std::uint32_t> writer_waiting;
+};
+
+struct alignas(kCacheLine) Slot {
+    // Written by the writer only.
+    std::atomic<std::uint64_t> reader_id;
+    std::atomic<std::uint32_t> state;
+    std::atomic<std::uint32_t> reserved;
+    std::atomic<std::uint64_t> dropped;  // messages this reader lost to drop_oldest
+    std::atomic<std::uint64_t> head;     // next ring position the writer fills
+    // Advanced by the reader (pop) and by the writer when it drops the oldest entry (CAS).
+    alignas(kCacheLine) std::atomic<std::uint64_t> tail;
+    std::atomic<std::uint32_t> reader_closed;  // set by a reader that is going away
+};
+
+struct alignas(kCacheLine) ChunkHeader {
+    std::atomic<std::uint64_t> mask;  // bit s: slot s has it queued or holds it as a sample
+    std::atomic<std::uint64_t> size;
+    std::atomic<std::uint64_t> seq;   // writer's sequence number, for drop_oldest on the pool
+};
+
+struct alignas(kCacheLine) Doorbell {
+    std::atomic<std::uint64_t> magic;
+    std::atomic<std::uint32_t> seq;      // futex word: writers bump it and wake the reader
+    std::atomic<std::uint32_t> waiting;  // reader is (about to be) asleep on seq
+};
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shm needs lock-free 64-bit atomics");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "shm needs lock-free 32-bit atomics");
+static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "futex words must be 32 bits");
+
+inline constexpr std::size_t kDoorbellSegmentSize = kPage;
+
+struct Layout {
+    std::uint32_t depth = 0;
+    std::uint32_t chunk_count = 0;
+    std::uint64_t max_message_size = 0;
+    std::uint64_t chunk_stride = 0;
+    std::uint64_t slots_offset = 0;
+    std::uint64_t rings_offset = 0;
+    std::uint64_t chunks_offset = 0;
+    std::uint64_t total_size = 0;
+};
+
+constexpr std::uint64_t round_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }
+
+// The one way to derive a layout; false if the parameters are out of range.
+constexpr bool compute_layout(std::uint32_t depth, std::uint64_t max_message_size, Layout& out) noexcept {
+    if (depth < 1 || depth > kMaxDepth || max_message_size > kMaxChunkPayload) return false;
+    Layout l;
+    l.depth = depth;
+    l.chunk_count = chunk_count_for_depth(depth);
+    l.max_message_size = max_message_size;
+    l.chunk_stride = round_up(sizeof(ChunkHeader) + max_message_size, kCacheLine);
+    l.slots_offset = round_up(sizeof(SegmentHeader), kCacheLine);
+    l.rings_offset = l.slots_offset + std::uint64_t{kSlotCount} * sizeof(Slot);
+    l.chunks_offset = round_up(l.rings_offset + std::uint64_t{kSlotCount} * depth * sizeof(std::uint32_t), kPage);
+    l.total_size = l.chunks_offset + std::uint64_t{l.chunk_count} * l.chunk_stride;
+    out = l;
+    return true;
+}
+
+// Typed access to a mapped writer segment whose layout has been computed (writer) or
+// validated (reader). Indices must already be range-checked by the caller.
+struct SegmentView {
+    std::byte* base = nullptr;
+    Layout layout;
+
+    SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base); }
+    Slot* slot(std::uint32_t s) const noexcept {
+        return reinterpret_cast<Slot*>(base + layout.slots_offset) + s;
+    }
+    std::atomic<std::uint32_t>* ring(std::uint32_t s) const noexcept {
+        return reinterpret_cast<std::atomic<std::uint32_t>*>(base + layout.rings_offset) +
+               std::uint64_t{s} * layout.depth;
+    }
+    ChunkHeader* chunk(std::uint32_t c) const noexcept {
+        return reinterpret_cast<ChunkHeader*>(base + layout.chunks_offset + std::uint64_t{c} * layout.chunk_stride);
+    }
+    std::byte* chunk_data(std::uint32_t c) const noexcept {
+        return reinterpret_cast<std::byte*>(chunk(c)) + sizeof(ChunkHeader);
+    }
+};
+
+}  // namespace ferry::shm

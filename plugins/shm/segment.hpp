@@ -1,0 +1,74 @@
+// POSIX shared-memory segments (shm_open + ftruncate + mmap) and the wake-up protocol on
+// futex words that live in them. Private to the shm plugin.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include <ferry/transport/posix.hpp>
+#include <ferry/transport/transport.hpp>
+
+namespace ferry::shm {
+
+// Owns one mapping; unmaps it when destroyed.
+class Mapping {
+public:
+    Mapping() noexcept = default;
+    Mapping(void* addr, std::size_t size) noexcept : addr_(addr), size_(size) {}
+    Mapping(Mapping&& o) noexcept : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    Mapping& operator=(Mapping&& o) noexcept;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping() { reset(); }
+
+    std::byte* data() const noexcept { return static_cast<std::byte*>(addr_); }
+    std::size_t size() const noexcept { return size_; }
+    explicit operator bool() const noexcept { return addr_ != nullptr; }
+    void reset() noexcept;
+
+private:
+    void* addr_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// Creates "/<name>" exclusively with `mode` (fchmod, so the umask does not matter), sizes it
+// and maps it read-write. Checks the free space of /dev/shm first: tmpfs allocates pages on
+// first touch, and a touch that finds the file system full is a SIGBUS, not an error code.
+// With `prefault` the pages are reserved up front (posix_fallocate). On failure nothing is
+// left behind.
+transport::Status create_segment(const std::string& name,
+                                 std::size_t size,
+                                 std::uint32_t mode,
+                                 bool prefault,
+                                 Mapping& out) noexcept;
+
+// Opens an existing "/<name>" read-write and maps all of it (at most `max_size` bytes, else
+// Errc::invalid_argument). Errc::closed if it does not exist (yet, or any more).
+transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out) noexcept;
+
+// Bytes free for an unprivileged user in /dev/shm, or SIZE_MAX if unknown.
+std::size_t shm_free_bytes() noexcept;
+
+// The waker's half of the sleep protocol: after publishing a change (with release), call this.
+// The sleeper sets `waiting`, fences, reads `seq`, re-checks its condition, then futex-waits on
+// `seq`; either it sees the change or this sees `waiting` and wakes it. No syscall when
+// nobody sleeps.
+inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiting.load(std::memory_order_relaxed) != 0) {
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        transport::futex_wake_all(seq);
+    }
+}
+
+// The sleeper's half: returns the value of `seq` to wait on; re-check the condition after it.
+inline std::uint32_t prepare_wait(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
+    waiting.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return seq.load(std::memory_order_seq_cst);
+}
+
+}  // namespace ferry::shm

@@ -1,0 +1,357 @@
+#include "shm_reader.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+
+#include <ferry/transport/naming.hpp>
+#include <ferry/transport/posix.hpp>
+
+namespace ferry::shm {
+
+using transport::Clock;
+using transport::Errc;
+using transport::SampleBuffer;
+using transport::Status;
+
+namespace {
+
+// Far above any valid segment (kMaxDepth * 2 + 2 chunks of kMaxChunkPayload), far below what
+// would make mmap's size arithmetic overflow.
+constexpr std::size_t kMaxSegmentSize = std::size_t{1} << 47;
+
+std::uint64_t bit(int s) noexcept { return std::uint64_t{1} << s; }
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+ShmReader::ShmReader(const transport::Host& host,
+                     transport::TopicParams params,
+                     std::string name,
+                     Mapping doorbell,
+                     std::chrono::nanoseconds spin)
+    : host_(host),
+      params_(std::move(params)),
+      name_(std::move(name)),
+      doorbell_map_(std::move(doorbell)),
+      doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())),
+      spin_(spin) {}
+
+ShmReader::~ShmReader() {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Hand back everything we hold so the writers need not wait for the registry to notice.
+    for (auto& a : attachments_) {
+        if (a->slot < 0 || !slot_is_ours(*a)) continue;
+        Slot* slot = a->view.slot(static_cast<std::uint32_t>(a->slot));
+        slot->reader_closed.store(1, std::memory_order_release);
+        SampleBuffer s;
+        while (pop(*a, s)) give_back(*a, static_cast<std::uint32_t>(s.handle));
+        for (std::uint32_t c = 0; c < a->view.layout.chunk_count; ++c) {
+            if ((a->held_bits[c / 64] >> (c % 64)) & 1u) give_back(*a, c);
+        }
+        wake_if_waiting(a->view.header()->wake_seq, a->view.header()->writer_waiting);
+    }
+    attachments_.clear();
+    ::shm_unlink(("/" + name_).c_str());
+}
+
+std::unique_ptr<ShmReader::Attachment> ShmReader::attach(std::uint64_t writer_id, bool& refused) noexcept {
+    refused = false;
+    const std::string name = transport::object_name(params_.domain, writer_id, "shm");
+    try {
+        Mapping map;
+        if (auto st = open_segment(name, kMaxSegmentSize, map); !st) {
+            if (st.code() != Errc::closed) {
+                transport::log(host_, transport::LogLevel::warn, st.message());
+                refused = st.code() == Errc::invalid_argument;
+            }
+            return nullptr;
+        }
+        auto refuse = [&](const std::string& why) -> std::unique_ptr<Attachment> {
+            transport::log(host_, transport::LogLevel::warn,
+                           "shm: refusing writer segment " + name + " of topic " + params_.topic + ": " + why);
+            refused = true;
+            return nullptr;
+        };
+        if (map.size() < sizeof(SegmentHeader)) return refuse("smaller than its header");
+        auto* h = reinterpret_cast<SegmentHeader*>(map.data());
+        const std::uint64_t magic = h->magic.load(std::memory_order_acquire);
+        if (magic == 0) return nullptr;  // still being initialised: retry on the next sync
+        if (magic != kSegmentMagic) return refuse("bad magic number");
+        if (h->version != kLayoutVersion) return refuse("layout version " + std::to_string(h->version));
+        Layout l;
+        if (h->slot_count != kSlotCount || !compute_layout(h->depth, h->max_message_size, l) ||
+            l.chunk_count != h->chunk_count || l.chunk_stride != h->chunk_stride || l.slots_offset != h->slots_offset ||
+            l.rings_offset != h->rings_offset || l.chunks_offset != h->chunks_offset || l.total_size != h->total_size ||
+            l.total_size != map.size()) {
+            return refuse("header sizes disagree with each other or with the file size");
+        }
+        auto a = std::make_unique<Attachment>();
+        a->writer_id = writer_id;
+        a->view = SegmentView{map.data(), l};
+        a->map = std::move(map);
+        a->held_bits.assign((l.chunk_count + 63) / 64, 0);
+        return a;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+bool ShmReader::find_slot(Attachment& a) noexcept {
+    for (std::uint32_t s = 0; s < kSlotCount; ++s) {
+        Slot* slot = a.view.slot(s);
+        if (slot->reader_id.load(std::memory_order_acquire) == params_.endpoint_id &&
+            slot->state.load(std::memory_order_acquire) == kSlotActive) {
+            a.slot = static_cast<int>(s);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ShmReader::slot_is_ours(const Attachment& a) const noexcept {
+    const Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
+    return slot->state.load(std::memory_order_acquire) == kSlotActive &&
+           slot->reader_id.load(std::memory_order_acquire) == params_.endpoint_id;
+}
+
+bool ShmReader::ring_empty(const Attachment& a) const noexcept {
+    if (a.slot < 0 || !slot_is_ours(a)) return true;
+    const Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
+    return slot->tail.load(std::memory_order_acquire) == slot->head.load(std::memory_order_acquire);
+}
+
+void ShmReader::drop_corrupt(Attachment& a, const std::string& what) noexcept {
+    lost_corrupt_.fetch_add(1, std::memory_order_relaxed);
+    if (!a.warned) {
+        a.warned = true;
+        transport::log(host_, transport::LogLevel::warn,
+                       "shm: dropping garbage from writer " + transport::object_name(params_.domain, a.writer_id, "shm") +
+                           " of topic " + params_.topic + ": " + what);
+    }
+}
+
+void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
+    if (idx >= a.view.layout.chunk_count) return;
+    std::uint64_t& word = a.held_bits[idx / 64];
+    if ((word >> (idx % 64)) & 1u) {
+        word &= ~(std::uint64_t{1} << (idx % 64));
+        --a.held;
+    }
+    if (a.slot < 0 || !slot_is_ours(a)) return;  // the writer already took back all of this slot
+    const std::uint64_t mine = bit(a.slot);
+    const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_acq_rel);
+    if ((prev & ~mine) == 0) wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+}
+
+bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
+    if (!slot_is_ours(a)) {
+        a.slot = -1;  // retired or reassigned by the writer
+        return false;
+    }
+    const Layout& l = a.view.layout;
+    Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
+    std::atomic<std::uint32_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
+    for (std::uint32_t attempt = 0; attempt < l.depth + 4; ++attempt) {
+        std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+        const std::uint64_t head = slot->head.load(std::memory_order_acquire);
+        if (tail == head) return false;
+        if (tail > head || head - tail > l.depth) {
+            drop_corrupt(a, "ring positions out of range");
+            slot->tail.compare_exchange_strong(tail, head, std::memory_order_acq_rel);
+            continue;
+        }
+        const std::uint32_t idx = ring[tail % l.depth].load(std::memory_order_relaxed);
+        if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) continue;
+        wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+        if (idx >= l.chunk_count) {
+            drop_corrupt(a, "chunk index " + std::to_string(idx) + " out of range");
+            continue;
+        }
+        if ((a.held_bits[idx / 64] >> (idx % 64)) & 1u) {
+            drop_corrupt(a, "chunk " + std::to_string(idx) + " queued again while still held");
+            continue;
+        }
+        const std::uint64_t size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
+        if (size > l.max_message_size || size > params_.max_message_size) {
+            drop_corrupt(a, "message size " + std::to_string(size) + " above max_message_size");
+            a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
+            ++a.held;
+            give_back(a, idx);
+            continue;
+        }
+        a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
+        ++a.held;
+        out.data = a.view.chunk_data(idx);
+        out.size = static_cast<std::size_t>(size);
+        out.handle = (std::uint64_t{a.serial} << 32) | idx;
+        return true;
+    }
+    return false;
+}
+
+void ShmReader::remove_finished_locked() noexcept {
+    for (std::size_t i = 0; i < attachments_.size();) {
+        Attachment& a = *attachments_[i];
+        if (a.gone && a.held == 0 && ring_empty(a)) {
+            if (a.slot >= 0 && slot_is_ours(a)) {
+                lost_retired_ += a.view.slot(static_cast<std::uint32_t>(a.slot))->dropped.load(std::memory_order_relaxed);
+            }
+            attachments_.erase(attachments_.begin() + static_cast<std::ptrdiff_t>(i));
+        } else {
+            ++i;
+        }
+    }
+}
+
+bool ShmReader::try_take_locked(SampleBuffer& out) noexcept {
+    const std::size_t n = attachments_.size();
+    bool finished = false;
+    for (std::size_t k = 0; k < n; ++k) {
+        std::size_t i = next_attachment_ + k;
+        if (i >= n) i -= n;
+        Attachment& a = *attachments_[i];
+        if ((a.slot >= 0 || find_slot(a)) && pop(a, out)) {
+            next_attachment_ = i + 1 == n ? 0 : i + 1;
+            return true;
+        }
+        finished = finished || (a.gone && a.held == 0);
+    }
+    if (finished) {
+        remove_finished_locked();
+        next_attachment_ = 0;
+    }
+    return false;
+}
+
+Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
+    auto closed = [] { return Status(Errc::closed, "shm: reader interrupted"); };
+    if (closed_.load(std::memory_order_acquire)) return closed();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (try_take_locked(out)) return Status::ok();
+    }
+    auto now = Clock::now();
+    if (deadline <= now) return Status(Errc::would_block, "shm: no message");
+    if (spin_.count() > 0) {
+        const auto spin_end = std::min(deadline, now + spin_);
+        do {
+            for (int i = 0; i < 64; ++i) cpu_relax();
+            std::lock_guard<std::mutex> lock(mu_);
+            if (try_take_locked(out)) return Status::ok();
+        } while (Clock::now() < spin_end && !closed_.load(std::memory_order_relaxed));
+    }
+    for (;;) {
+        const std::uint32_t seen = prepare_wait(doorbell_->seq, doorbell_->waiting);
+        Status result;
+        bool done = true;
+        if (closed_.load(std::memory_order_acquire)) {
+            result = closed();
+        } else {
+            std::unique_lock<std::mutex> lock(mu_);
+            if (try_take_locked(out)) {
+                result = Status::ok();
+            } else if (transport::expired(deadline)) {
+                result = Status(Errc::timeout, "shm: no message before the deadline");
+            } else {
+                done = false;
+            }
+        }
+        if (done) {
+            doorbell_->waiting.store(0, std::memory_order_relaxed);
+            return result;
+        }
+        transport::futex_wait(doorbell_->seq, seen, deadline);
+    }
+}
+
+void ShmReader::release(SampleBuffer& sample) noexcept {
+    const auto serial = static_cast<std::uint32_t>(sample.handle >> 32);
+    const auto idx = static_cast<std::uint32_t>(sample.handle);
+    sample = SampleBuffer{};
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& a : attachments_) {
+        if (a->serial != serial) continue;
+        if (idx < a->view.layout.chunk_count && ((a->held_bits[idx / 64] >> (idx % 64)) & 1u)) {
+            give_back(*a, idx);
+            if (a->gone && a->held == 0) remove_finished_locked();
+        }
+        return;
+    }
+}
+
+void ShmReader::sync_writers(const std::vector<transport::PeerInfo>& writers) noexcept {
+    try {
+        std::vector<std::uint64_t> known;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            for (const auto& a : attachments_) known.push_back(a->writer_id);
+            known.insert(known.end(), refused_.begin(), refused_.end());
+        }
+        std::vector<std::unique_ptr<Attachment>> fresh;
+        std::vector<std::uint64_t> newly_refused;
+        for (const auto& w : writers) {
+            if (w.endpoint_id == 0 || std::find(known.begin(), known.end(), w.endpoint_id) != known.end()) continue;
+            bool refused = false;
+            if (auto a = attach(w.endpoint_id, refused)) {
+                fresh.push_back(std::move(a));
+            } else if (refused) {
+                newly_refused.push_back(w.endpoint_id);
+            }
+        }
+        auto listed = [&](std::uint64_t id) {
+            return std::any_of(writers.begin(), writers.end(), [&](const auto& w) { return w.endpoint_id == id; });
+        };
+        std::unique_lock<std::mutex> lock(mu_);
+        refused_.erase(std::remove_if(refused_.begin(), refused_.end(), [&](std::uint64_t id) { return !listed(id); }),
+                       refused_.end());
+        refused_.insert(refused_.end(), newly_refused.begin(), newly_refused.end());
+        for (auto& a : fresh) {
+            a->serial = next_serial_++;
+            if (next_serial_ == 0) next_serial_ = 1;
+            find_slot(*a);
+            attachments_.push_back(std::move(a));
+        }
+        bool news = !fresh.empty();
+        for (auto& a : attachments_) {
+            a->gone = !listed(a->writer_id);
+            if (a->slot < 0) news = find_slot(*a) || news;
+        }
+        remove_finished_locked();
+        next_attachment_ = 0;
+        lock.unlock();
+        if (news) {
+            // A take asleep on the doorbell may have been rung for a writer it could not see
+            // yet: make it scan again.
+            doorbell_->seq.fetch_add(1, std::memory_order_seq_cst);
+            transport::futex_wake_all(doorbell_->seq);
+        }
+    } catch (...) {
+        transport::log(host_, transport::LogLevel::warn,
+                       "shm: out of memory while syncing the writers of topic " + params_.topic);
+    }
+}
+
+std::uint64_t ShmReader::lost() const noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::uint64_t sum = lost_retired_ + lost_corrupt_.load(std::memory_order_relaxed);
+    for (const auto& a : attachments_) {
+        if (a->slot >= 0 && slot_is_ours(*a)) {
+            sum += a->view.slot(static_cast<std::uint32_t>(a->slot))->dropped.load(std::memory_order_relaxed);
+        }
+    }
+    return sum;
+}
+
+void ShmReader::interrupt() noexcept {
+    closed_.store(true, std::memory_order_release);
+    doorbell_->seq.fetch_add(1, std::memory_order_seq_cst);
+    transport::futex_wake_all(doorbell_->seq);
+}
+
+}  // namespace ferry::shm

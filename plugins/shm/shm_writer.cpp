@@ -1,0 +1,406 @@
+#include "shm_writer.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include <ferry/transport/naming.hpp>
+#include <ferry/transport/posix.hpp>
+
+namespace ferry::shm {
+
+using transport::Clock;
+using transport::Errc;
+using transport::LoanBuffer;
+using transport::Status;
+
+namespace {
+
+constexpr std::uint64_t kLoanTag = 0x4c4f414eull;  // "LOAN", in the high half of a loan handle
+constexpr auto kAliveCheckPeriod = std::chrono::milliseconds(10);
+
+std::uint64_t bit(std::uint32_t s) noexcept { return std::uint64_t{1} << s; }
+
+}  // namespace
+
+ShmWriter::ShmWriter(const transport::Host& host,
+                     transport::TopicParams params,
+                     std::string name,
+                     Mapping segment,
+                     const Layout& layout)
+    : host_(host),
+      params_(std::move(params)),
+      name_(std::move(name)),
+      segment_(std::move(segment)),
+      view_{segment_.data(), layout},
+      header_(view_.header()),
+      loaned_(layout.chunk_count, 0) {}
+
+ShmWriter::~ShmWriter() {
+    std::lock_guard<std::mutex> lock(mu_);
+    header_->writer_closed.store(1, std::memory_order_release);
+    ::shm_unlink(("/" + name_).c_str());
+}
+
+void ShmWriter::warn(const std::string& msg) const noexcept { transport::log(host_, transport::LogLevel::warn, msg); }
+
+std::size_t ShmWriter::reader_count() const noexcept { return reader_count_.load(std::memory_order_relaxed); }
+
+bool ShmWriter::try_claim_chunk(std::uint32_t& idx) noexcept {
+    const std::uint32_t n = view_.layout.chunk_count;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        std::uint32_t c = next_chunk_ + i;
+        if (c >= n) c -= n;
+        if (loaned_[c] == 0 && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0) {
+            loaned_[c] = 1;
+            next_chunk_ = c + 1 == n ? 0 : c + 1;
+            idx = c;
+            return true;
+        }
+    }
+    return false;
+}
+
+Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
+    if (size > params_.max_message_size) {
+        return Status(Errc::too_large, "shm: loan of " + std::to_string(size) + " bytes on topic " + params_.topic +
+                                           " exceeds max_message_size " + std::to_string(params_.max_message_size));
+    }
+    std::uint32_t idx = 0;
+    bool claimed = try_claim_chunk(idx);
+    if (!claimed && params_.overflow == transport::Overflow::drop_oldest) {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (std::uint64_t i = 0; !claimed && i <= std::uint64_t{kSlotCount} * view_.layout.depth; ++i) {
+            if (!drop_oldest_anywhere() && !retire_dead_readers()) break;
+            claimed = try_claim_chunk(idx);
+        }
+        if (!claimed) {
+            return Status(Errc::no_resources, "shm: every chunk of segment " + name_ +
+                                                  " is held as a sample by a reader; release samples sooner or raise depth");
+        }
+    } else if (!claimed && params_.overflow == transport::Overflow::block) {
+        const auto deadline = Clock::now() + params_.block_timeout;
+        auto next_alive_check = Clock::now() + kAliveCheckPeriod;
+        while (!claimed) {
+            const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+            if ((claimed = try_claim_chunk(idx))) break;
+            const auto now = Clock::now();
+            if (now >= next_alive_check) {
+                next_alive_check = now + kAliveCheckPeriod;
+                std::lock_guard<std::mutex> lock(mu_);
+                if (retire_dead_readers()) continue;
+            }
+            if (now >= deadline) break;
+            transport::futex_wait(header_->wake_seq, w, std::min(deadline, now + kAliveCheckPeriod));
+        }
+        header_->writer_waiting.store(0, std::memory_order_relaxed);
+        if (!claimed) {
+            return Status(Errc::timeout, "shm: no free chunk in segment " + name_ + " within block_timeout (readers hold " +
+                                             std::to_string(view_.layout.chunk_count) + " chunks)");
+        }
+    } else if (!claimed) {
+        return Status(Errc::would_block, "shm: every chunk of segment " + name_ + " is in use by readers");
+    }
+    out.data = view_.chunk_data(idx);
+    out.capacity = params_.max_message_size;
+    out.handle = (kLoanTag << 32) | idx;
+    return Status::ok();
+}
+
+bool ShmWriter::loan_handle_ok(const LoanBuffer& buf, std::uint32_t& idx) const noexcept {
+    if ((buf.handle >> 32) != kLoanTag) return false;
+    idx = static_cast<std::uint32_t>(buf.handle);
+    return idx < view_.layout.chunk_count && loaned_[idx] != 0 && buf.data == view_.chunk_data(idx);
+}
+
+void ShmWriter::release(LoanBuffer& buf) noexcept {
+    std::uint32_t idx = 0;
+    if (loan_handle_ok(buf, idx)) loaned_[idx] = 0;
+    buf = LoanBuffer{};
+}
+
+Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
+    std::uint32_t idx = 0;
+    if (!loan_handle_ok(buf, idx)) {
+        return Status(Errc::invalid_argument, "shm: commit of a buffer that is not a live loan of this writer");
+    }
+    buf = LoanBuffer{};
+    if (size > params_.max_message_size) {
+        loaned_[idx] = 0;
+        return Status(Errc::too_large, "shm: message of " + std::to_string(size) + " bytes on topic " + params_.topic +
+                                           " exceeds max_message_size " + std::to_string(params_.max_message_size));
+    }
+    ChunkHeader* chunk = view_.chunk(idx);
+    chunk->size.store(size, std::memory_order_relaxed);
+    chunk->seq.store(++seq_, std::memory_order_relaxed);
+
+    const std::uint32_t depth = view_.layout.depth;
+    Errc worst = Errc::ok;
+    std::uint32_t not_served = 0;
+    Clock::time_point deadline{};
+    bool have_deadline = false;
+
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto targets = active_;
+    const std::uint32_t n_targets = active_count_;
+    for (std::uint32_t i = 0; i < n_targets; ++i) {
+        const std::uint32_t s = targets[i];
+        SlotLocal& local = slots_[s];
+        if (local.state != kSlotActive) continue;
+        const std::uint64_t reader_id = local.reader_id;
+        Slot* slot = view_.slot(s);
+        if (slot->reader_closed.load(std::memory_order_relaxed) != 0) continue;
+
+        bool served = true;
+        for (;;) {
+            const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+            if (tail > local.head || local.head - tail > depth) {
+                // Only a rogue reader writes such a tail: forget its queue rather than trust it.
+                slot->tail.store(local.head, std::memory_order_release);
+                continue;
+            }
+            if (local.head - tail < depth) break;
+            if (params_.overflow == transport::Overflow::drop_oldest) {
+                drop_oldest_entry(s);
+                continue;
+            }
+            if (params_.overflow == transport::Overflow::fail) {
+                worst = Errc::would_block;
+                ++not_served;
+                served = false;
+                break;
+            }
+            if (!have_deadline) {
+                deadline = Clock::now() + params_.block_timeout;
+                have_deadline = true;
+            }
+            const Room room = wait_for_room(lock, s, reader_id, deadline);
+            if (room == Room::ok) break;
+            if (room == Room::full) {
+                worst = Errc::timeout;
+                ++not_served;
+            }
+            served = false;
+            break;
+        }
+        if (!served) continue;
+        chunk->mask.fetch_or(bit(s), std::memory_order_release);
+        view_.ring(s)[local.head % depth].store(idx, std::memory_order_relaxed);
+        ++local.head;
+        slot->head.store(local.head, std::memory_order_release);
+        wake_if_waiting(local.doorbell->seq, local.doorbell->waiting);
+    }
+    lock.unlock();
+    loaned_[idx] = 0;
+
+    if (worst == Errc::ok) return Status::ok();
+    const std::string what = worst == Errc::timeout ? " stayed full for block_timeout" : " is full";
+    return Status(worst, "shm: the queue of " + std::to_string(not_served) + " reader(s) of topic " + params_.topic +
+                             what + "; they did not get this message");
+}
+
+ShmWriter::Room ShmWriter::wait_for_room(std::unique_lock<std::mutex>& lock,
+                                         std::uint32_t s,
+                                         std::uint64_t reader_id,
+                                         Clock::time_point deadline) noexcept {
+    auto next_alive_check = Clock::now() + kAliveCheckPeriod;
+    Room result = Room::full;
+    for (;;) {
+        SlotLocal& local = slots_[s];
+        Slot* slot = view_.slot(s);
+        if (local.state != kSlotActive || local.reader_id != reader_id ||
+            slot->reader_closed.load(std::memory_order_relaxed) != 0) {
+            result = Room::gone;
+            break;
+        }
+        const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+        const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+        if (tail > local.head || local.head - tail < view_.layout.depth) {
+            result = Room::ok;  // a corrupt tail is repaired by the caller
+            break;
+        }
+        const auto now = Clock::now();
+        if (now >= next_alive_check) {
+            next_alive_check = now + kAliveCheckPeriod;
+            if (!transport::process_alive(local.pid)) {
+                reclaim_slot(s, kSlotRetired);
+                rebuild_active();
+                result = Room::gone;
+                break;
+            }
+        }
+        if (now >= deadline) break;
+        lock.unlock();
+        transport::futex_wait(header_->wake_seq, w, std::min(deadline, now + kAliveCheckPeriod));
+        lock.lock();
+    }
+    header_->writer_waiting.store(0, std::memory_order_relaxed);
+    return result;
+}
+
+bool ShmWriter::drop_oldest_entry(std::uint32_t s) noexcept {
+    SlotLocal& local = slots_[s];
+    Slot* slot = view_.slot(s);
+    std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+    if (tail > local.head || local.head - tail > view_.layout.depth) {
+        slot->tail.store(local.head, std::memory_order_release);
+        return true;
+    }
+    if (tail == local.head) return false;
+    const std::uint32_t idx = view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed);
+    // Losing the race means the reader popped it: there is room either way.
+    if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) return true;
+    if (idx < view_.layout.chunk_count) view_.chunk(idx)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
+    slot->dropped.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+bool ShmWriter::drop_oldest_anywhere() noexcept {
+    std::uint32_t best = kSlotCount;
+    std::uint64_t best_seq = std::numeric_limits<std::uint64_t>::max();
+    for (std::uint32_t i = 0; i < active_count_; ++i) {
+        const std::uint32_t s = active_[i];
+        const std::uint64_t tail = view_.slot(s)->tail.load(std::memory_order_acquire);
+        if (tail >= slots_[s].head || slots_[s].head - tail > view_.layout.depth) continue;
+        const std::uint32_t idx = view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed);
+        const std::uint64_t seq = idx < view_.layout.chunk_count
+                                      ? view_.chunk(idx)->seq.load(std::memory_order_relaxed)
+                                      : 0;
+        if (seq < best_seq) {
+            best_seq = seq;
+            best = s;
+        }
+    }
+    return best < kSlotCount && drop_oldest_entry(best);
+}
+
+bool ShmWriter::retire_dead_readers() noexcept {
+    bool any = false;
+    for (std::uint32_t s = 0; s < kSlotCount; ++s) {
+        if (slots_[s].state == kSlotActive && !transport::process_alive(slots_[s].pid)) {
+            reclaim_slot(s, kSlotRetired);
+            any = true;
+        }
+    }
+    if (any) rebuild_active();
+    return any;
+}
+
+void ShmWriter::reclaim_slot(std::uint32_t s, SlotState new_state) noexcept {
+    SlotLocal& local = slots_[s];
+    Slot* slot = view_.slot(s);
+    const std::uint32_t depth = view_.layout.depth;
+    for (;;) {
+        std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+        if (tail >= local.head || local.head - tail > depth) break;
+        const std::uint32_t idx = view_.ring(s)[tail % depth].load(std::memory_order_relaxed);
+        if (slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel) &&
+            idx < view_.layout.chunk_count) {
+            view_.chunk(idx)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
+        }
+    }
+    slot->tail.store(local.head, std::memory_order_release);
+    // Samples the reader took and never released.
+    for (std::uint32_t c = 0; c < view_.layout.chunk_count; ++c) {
+        view_.chunk(c)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
+    }
+    local.doorbell = nullptr;
+    local.doorbell_map.reset();
+    if (new_state == kSlotFree) {
+        slot->state.store(kSlotFree, std::memory_order_release);
+        slot->reader_id.store(0, std::memory_order_relaxed);
+        local = SlotLocal{};
+    } else {
+        slot->state.store(new_state, std::memory_order_release);
+        local.state = new_state;
+    }
+}
+
+void ShmWriter::rebuild_active() noexcept {
+    active_count_ = 0;
+    for (std::uint32_t s = 0; s < kSlotCount; ++s) {
+        if (slots_[s].state == kSlotActive) active_[active_count_++] = static_cast<std::uint8_t>(s);
+    }
+    reader_count_.store(active_count_, std::memory_order_relaxed);
+}
+
+void ShmWriter::sync_readers(const std::vector<transport::PeerInfo>& readers) noexcept {
+    try {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto listed = [&](std::uint64_t id) {
+            return std::any_of(readers.begin(), readers.end(), [&](const auto& r) { return r.endpoint_id == id; });
+        };
+        bool reclaimed = false;
+        for (std::uint32_t s = 0; s < kSlotCount; ++s) {
+            SlotLocal& local = slots_[s];
+            if (local.state == kSlotFree) continue;
+            if (!listed(local.reader_id)) {
+                reclaim_slot(s, kSlotFree);
+                reclaimed = true;
+            } else if (local.state == kSlotActive && view_.slot(s)->reader_closed.load(std::memory_order_relaxed) != 0) {
+                reclaim_slot(s, kSlotRetired);
+                reclaimed = true;
+            }
+        }
+        if (reclaimed) {
+            // A loan or commit of the writing thread may be waiting on the slot just dropped.
+            header_->wake_seq.fetch_add(1, std::memory_order_seq_cst);
+            transport::futex_wake_all(header_->wake_seq);
+        }
+        for (const auto& r : readers) {
+            if (r.endpoint_id == 0) continue;
+            if (std::any_of(slots_.begin(), slots_.end(), [&](const SlotLocal& l) {
+                    return l.state != kSlotFree && l.reader_id == r.endpoint_id;
+                })) {
+                continue;
+            }
+            auto free_slot = std::find_if(slots_.begin(), slots_.end(),
+                                          [](const SlotLocal& l) { return l.state == kSlotFree; });
+            if (free_slot == slots_.end()) {
+                if (!warned_full_table_) {
+                    warn("shm: segment " + name_ + " serves at most " + std::to_string(kSlotCount) +
+                         " readers; reader " + transport::object_name(params_.domain, r.endpoint_id, "sig") +
+                         " of topic " + params_.topic + " gets nothing");
+                    warned_full_table_ = true;
+                }
+                continue;
+            }
+            const std::string bell_name = transport::object_name(params_.domain, r.endpoint_id, "sig");
+            Mapping bell_map;
+            if (auto st = open_segment(bell_name, kDoorbellSegmentSize, bell_map); !st) {
+                // The reader may have just gone; the next sync tries again.
+                transport::log(host_, transport::LogLevel::debug, st.message());
+                continue;
+            }
+            auto* bell = reinterpret_cast<Doorbell*>(bell_map.data());
+            if (bell_map.size() < sizeof(Doorbell) || bell->magic.load(std::memory_order_acquire) != kDoorbellMagic) {
+                warn("shm: ignoring reader " + bell_name + ": its doorbell segment is not a ferry shm doorbell");
+                continue;
+            }
+            const auto s = static_cast<std::uint32_t>(free_slot - slots_.begin());
+            Slot* slot = view_.slot(s);
+            slot->state.store(kSlotFree, std::memory_order_relaxed);
+            slot->head.store(0, std::memory_order_relaxed);
+            slot->tail.store(0, std::memory_order_relaxed);
+            slot->dropped.store(0, std::memory_order_relaxed);
+            slot->reader_closed.store(0, std::memory_order_relaxed);
+            slot->reader_id.store(r.endpoint_id, std::memory_order_relaxed);
+            slot->state.store(kSlotActive, std::memory_order_release);
+            free_slot->state = kSlotActive;
+            free_slot->reader_id = r.endpoint_id;
+            free_slot->pid = r.pid > 0 ? r.pid : transport::endpoint_pid(r.endpoint_id);
+            free_slot->head = 0;
+            free_slot->doorbell_map = std::move(bell_map);
+            free_slot->doorbell = bell;
+            // A reader may already sleep on its doorbell, waiting for this very writer.
+            wake_if_waiting(bell->seq, bell->waiting);
+        }
+        rebuild_active();
+    } catch (...) {
+        warn("shm: out of memory while syncing the readers of topic " + params_.topic);
+    }
+}
+
+}  // namespace ferry::shm

@@ -1,0 +1,81 @@
+// The writer side of the shm transport: owns one segment with a chunk pool and a table of
+// reader slots; loans are chunks, commit queues the chunk index into every reader's ring.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <ferry/transport/transport.hpp>
+
+#include "layout.hpp"
+#include "segment.hpp"
+
+namespace ferry::shm {
+
+class ShmWriter final : public transport::Writer {
+public:
+    // `segment` is a freshly created, initialised segment named `name` (no leading slash).
+    ShmWriter(const transport::Host& host, transport::TopicParams params, std::string name, Mapping segment, const Layout& layout);
+    ~ShmWriter() override;
+
+    transport::Status loan(std::size_t size, transport::LoanBuffer& out) noexcept override;
+    transport::Status commit(transport::LoanBuffer& buf, std::size_t size) noexcept override;
+    void release(transport::LoanBuffer& buf) noexcept override;
+    void sync_readers(const std::vector<transport::PeerInfo>& readers) noexcept override;
+    std::size_t reader_count() const noexcept override;
+
+private:
+    struct SlotLocal {
+        SlotState state = kSlotFree;
+        std::uint64_t reader_id = 0;
+        pid_t pid = 0;
+        std::uint64_t head = 0;  // authoritative copy of the slot's head
+        Mapping doorbell_map;
+        Doorbell* doorbell = nullptr;
+    };
+    enum class Room { ok, full, gone };
+
+    bool try_claim_chunk(std::uint32_t& idx) noexcept;
+    bool loan_handle_ok(const transport::LoanBuffer& buf, std::uint32_t& idx) const noexcept;
+    // Pops the oldest entry of slot s's ring and clears s's bit on that chunk. Needs mu_.
+    bool drop_oldest_entry(std::uint32_t s) noexcept;
+    // drop_oldest on the pool: drops the globally oldest queued entry. Needs mu_.
+    bool drop_oldest_anywhere() noexcept;
+    // Waits (mu_ released meanwhile) until slot s has room, its reader dies or `deadline`.
+    Room wait_for_room(std::unique_lock<std::mutex>& lock, std::uint32_t s, std::uint64_t reader_id,
+                       transport::Clock::time_point deadline) noexcept;
+    // Retires the slots of readers whose process died. Needs mu_. True if any was retired.
+    bool retire_dead_readers() noexcept;
+    // Takes back everything slot s holds (ring entries and mask bits). Needs mu_.
+    void reclaim_slot(std::uint32_t s, SlotState new_state) noexcept;
+    void rebuild_active() noexcept;
+    void warn(const std::string& msg) const noexcept;
+
+    const transport::Host& host_;
+    const transport::TopicParams params_;
+    const std::string name_;
+    Mapping segment_;
+    SegmentView view_;
+    SegmentHeader* header_;
+
+    // Used by the writing thread only.
+    std::vector<std::uint8_t> loaned_;
+    std::uint32_t next_chunk_ = 0;
+    std::uint64_t seq_ = 0;
+
+    // Slot table, shared with the discovery thread.
+    mutable std::mutex mu_;
+    std::array<SlotLocal, kSlotCount> slots_;
+    std::array<std::uint8_t, kSlotCount> active_{};
+    std::uint32_t active_count_ = 0;
+    std::atomic<std::size_t> reader_count_{0};
+    bool warned_full_table_ = false;
+};
+
+}  // namespace ferry::shm
