@@ -60,12 +60,12 @@ public:
         while (true) {
             auto s = RawSubscriber::take(deadline - std::chrono::steady_clock::now());
             if (!s) return std::nullopt;
-            if (auto v = decode(*s)) return v;
+            if (auto v = decode(*s, this)) return v;
         }
     }
     std::optional<T> try_take() {
         while (auto s = RawSubscriber::try_take()) {
-            if (auto v = decode(*s)) return v;
+            if (auto v = decode(*s, this)) return v;
         }
         return std::nullopt;
     }
@@ -86,9 +86,6 @@ public:
         if (counter) counter->note_corrupt();
         return std::nullopt;
     }
-
-private:
-    std::optional<T> decode(const RawSample& s) { return decode(s, this); }
 };
 
 }  // namespace ferry

@@ -1,0 +1,87 @@
+// The transport conformance suite: every case runs once per transport plugin the loader finds,
+// as its own test named "<transport>: <case>" and tagged [conformance][<transport>]. A new
+// plugin gets the whole suite by existing.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ferry/ferry.hpp>
+#include <ferry/introspection.hpp>
+
+#include "support/process.hpp"
+
+// Requires a ferry::Status to be ok, showing its message when it is not.
+#define REQUIRE_OK(expr)                     \
+    do {                                     \
+        const ::ferry::Status st_ = (expr);  \
+        INFO("status: " << st_.message());   \
+        REQUIRE(st_.is_ok());                \
+    } while (false)
+
+namespace conformance {
+
+using CaseFn = void (*)(const std::string& transport);
+
+struct Case {
+    std::string name;
+    CaseFn fn;
+    std::vector<std::string> only;  // empty: every transport
+};
+
+std::vector<Case>& registry();
+
+struct Registrar {
+    Registrar(const char* name, CaseFn fn) { registry().push_back({name, fn, {}}); }
+};
+
+#define FERRY_CONF_CAT2(a, b) a##b
+#define FERRY_CONF_CAT(a, b) FERRY_CONF_CAT2(a, b)
+// CONFORMANCE_CASE("what it checks") { ... uses `transport` ... }
+#define CONFORMANCE_CASE(name)                                                                \
+    static void FERRY_CONF_CAT(conf_case_, __LINE__)(const std::string& transport);          \
+    static const ::conformance::Registrar FERRY_CONF_CAT(conf_reg_, __LINE__)(                \
+        name, &FERRY_CONF_CAT(conf_case_, __LINE__));                                         \
+    static void FERRY_CONF_CAT(conf_case_, __LINE__)(const std::string& transport)
+
+struct QosOverrides {
+    std::uint32_t depth = 16;
+    std::string overflow = "block";
+    std::string max_message_size = "1MiB";
+    int block_timeout_ms = 1000;
+};
+
+// One test's world: a fresh domain, a config file selecting `transport`, the environment for
+// child processes, and the leak check at the end.
+class Fixture {
+public:
+    Fixture(const std::string& transport, const QosOverrides& qos = {});
+    ~Fixture();
+
+    const std::string& domain() const { return domain_; }
+    const std::string& config_path() const { return config_path_; }
+    ferry::Node node(const std::string& name) const;
+
+    // talker/listener (examples) in this fixture's domain and config.
+    ferry::test::Child spawn(const std::string& program, const std::vector<std::string>& args) const;
+
+    // Sum of the messages counter of the topic's live publishers, from the registry.
+    std::uint64_t published(const std::string& topic) const;
+
+    // Asserts that nothing of the domain remains in /dev/shm, /dev/mqueue or the runtime dir,
+    // after removing what SIGKILLed processes left if `after_crash`.
+    void expect_no_leftovers(bool after_crash = false) const;
+
+private:
+    std::string transport_, domain_, dir_, config_path_;
+};
+
+// Waits (bounded) for `line` to appear in a finished child's output.
+bool output_has(const ferry::test::Child& child, const std::string& text);
+
+}  // namespace conformance

@@ -1,0 +1,78 @@
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include <ferry/introspection.hpp>
+
+#include "conformance.hpp"
+
+namespace conformance {
+
+namespace {
+std::string runtime_dir() {
+    if (const char* d = std::getenv("FERRY_RUNTIME_DIR"); d && *d) return d;
+    if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x && ::access(x, W_OK) == 0) return std::string(x) + "/ferry";
+    return "/tmp/ferry-" + std::to_string(::geteuid());
+}
+}  // namespace
+
+Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
+    : transport_(transport), domain_(ferry::test::unique_domain()) {
+    char tmpl[] = "/tmp/ferry-conformance-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    config_path_ = dir_ + "/ferry.toml";
+    std::ofstream out(config_path_);
+    out << "[defaults]\n"
+        << "transport = \"" << transport << "\"\n"
+        << "depth = " << qos.depth << "\n"
+        << "overflow = \"" << qos.overflow << "\"\n"
+        << "max_message_size = \"" << qos.max_message_size << "\"\n"
+        << "block_timeout_ms = " << qos.block_timeout_ms << "\n";
+}
+
+Fixture::~Fixture() { std::filesystem::remove_all(dir_); }
+
+ferry::Node Fixture::node(const std::string& name) const {
+    ferry::NodeOptions opts;
+    opts.domain = domain_;
+    opts.config_path = config_path_;
+    return ferry::Node(name, opts);
+}
+
+ferry::test::Child Fixture::spawn(const std::string& program, const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{ferry::test::bin_path(program)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return ferry::test::Child::spawn(argv, {{"FERRY_DOMAIN", domain_}, {"FERRY_CONFIG", config_path_}});
+}
+
+std::uint64_t Fixture::published(const std::string& topic) const {
+    std::uint64_t n = 0;
+    for (const auto& t : ferry::list_topics(domain_))
+        if (t.name == topic)
+            for (const auto& e : t.endpoints)
+                if (e.publisher) n += e.messages;
+    return n;
+}
+
+void Fixture::expect_no_leftovers(bool after_crash) const {
+    if (after_crash) ferry::clean_domain(domain_);
+    std::vector<std::string> left;
+    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir()}) {
+        for (const auto& name : ferry::test::leftovers(dir, domain_)) left.push_back(dir + "/" + name);
+    }
+    INFO("left behind: " << [&] { std::string s; for (auto& l : left) s += l + " "; return s; }());
+    CHECK(left.empty());
+}
+
+bool output_has(const ferry::test::Child& child, const std::string& text) {
+    const std::string out = child.output();
+    UNSCOPED_INFO("output of child:\n" << out);
+    return out.find(text) != std::string::npos;
+}
+
+}  // namespace conformance

@@ -1,0 +1,159 @@
+// Blocking and non-blocking, both ends: each overflow policy, take with a deadline, try_take.
+#include <catch2/catch.hpp>
+
+#include <mutex>
+
+#include "conformance.hpp"
+
+using namespace std::chrono_literals;
+using conformance::Fixture;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+// Publishes 64-byte messages numbered from 0 until one is refused (or `limit`); returns how
+// many were accepted and the refusal.
+std::size_t publish_until_refused(ferry::Publisher<std::uint64_t>& pub, ferry::Status& refusal, Clock::duration& took,
+                                  std::size_t limit = 500000) {
+    for (std::size_t i = 0; i < limit; ++i) {
+        const auto start = Clock::now();
+        refusal = pub.publish(i);
+        took = Clock::now() - start;
+        if (!refusal) return i;
+    }
+    return limit;
+}
+
+std::vector<std::uint64_t> drain(ferry::Subscriber<std::uint64_t>& sub) {
+    std::vector<std::uint64_t> got;
+    while (auto v = sub.take(300ms)) got.push_back(*v);
+    return got;
+}
+}  // namespace
+
+CONFORMANCE_CASE("block: a full queue blocks the publisher up to block_timeout, then reports timeout") {
+    conformance::QosOverrides q;
+    q.depth = 4;
+    q.block_timeout_ms = 200;
+    Fixture f(transport, q);
+    {
+        auto node = f.node("block");
+        auto sub = node.subscribe<std::uint64_t>("q");
+        auto pub = node.advertise<std::uint64_t>("q");
+        REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+        ferry::Status refusal;
+        Clock::duration took{};
+        const auto accepted = publish_until_refused(pub, refusal, took);
+        REQUIRE(accepted < 500000);
+        CHECK(refusal.code() == ferry::Errc::timeout);
+        CHECK(took >= 150ms);
+        CHECK(took < 2s);
+        const auto got = drain(sub);
+        REQUIRE(got.size() == accepted);  // nothing accepted was lost
+        for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == i);
+        // Room again: publishing works.
+        REQUIRE_OK(pub.publish(7));
+        CHECK(sub.take(2s) == 7u);
+    }
+    f.expect_no_leftovers();
+}
+
+CONFORMANCE_CASE("fail: a full queue makes publish fail at once") {
+    conformance::QosOverrides q;
+    q.depth = 4;
+    q.overflow = "fail";
+    Fixture f(transport, q);
+    {
+        auto node = f.node("fail");
+        auto sub = node.subscribe<std::uint64_t>("q");
+        auto pub = node.advertise<std::uint64_t>("q");
+        REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+        ferry::Status refusal;
+        Clock::duration took{};
+        const auto accepted = publish_until_refused(pub, refusal, took);
+        REQUIRE(accepted < 500000);
+        CHECK(refusal.code() == ferry::Errc::would_block);
+        CHECK(took < 50ms);
+        const auto got = drain(sub);
+        REQUIRE(got.size() == accepted);
+        for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == i);
+    }
+    f.expect_no_leftovers();
+}
+
+CONFORMANCE_CASE("drop_oldest: the publisher never blocks and a slow subscriber gets the newest") {
+    conformance::QosOverrides q;
+    q.depth = 4;
+    q.overflow = "drop_oldest";
+    Fixture f(transport, q);
+    {
+        auto node = f.node("drop");
+        auto sub = node.subscribe<std::uint64_t>("q");
+        auto pub = node.advertise<std::uint64_t>("q");
+        REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+        const auto start = Clock::now();
+        for (std::uint64_t i = 0; i < 3000; ++i) REQUIRE_OK(pub.publish(i));
+        CHECK(Clock::now() - start < 2s);
+        const auto got = drain(sub);
+        REQUIRE_FALSE(got.empty());
+        CHECK(got.back() == 2999u);  // the newest always arrives
+        CHECK(got.size() < 3000u);   // older ones were dropped...
+        CHECK(sub.lost() >= 3000u - got.size());  // ...and counted
+        for (std::size_t i = 1; i < got.size(); ++i) CHECK(got[i] > got[i - 1]);
+    }
+    f.expect_no_leftovers();
+}
+
+CONFORMANCE_CASE("a blocking take returns at its deadline") {
+    Fixture f(transport);
+    {
+        auto node = f.node("deadline");
+        auto sub = node.subscribe<std::uint64_t>("quiet");
+        auto pub = node.advertise<std::uint64_t>("quiet");
+        const auto start = Clock::now();
+        CHECK_FALSE(sub.take(300ms));
+        const auto took = Clock::now() - start;
+        CHECK(took >= 290ms);
+        CHECK(took < 1500ms);
+    }
+    f.expect_no_leftovers();
+}
+
+CONFORMANCE_CASE("try_take never blocks") {
+    Fixture f(transport);
+    {
+        auto node = f.node("try");
+        auto sub = node.subscribe<std::uint64_t>("quiet");
+        auto pub = node.advertise<std::uint64_t>("quiet");
+        REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+        for (int i = 0; i < 100; ++i) {
+            const auto start = Clock::now();
+            CHECK_FALSE(sub.try_take());
+            CHECK(Clock::now() - start < 20ms);
+        }
+        REQUIRE_OK(pub.publish(5));
+        CHECK(ferry::test::wait_until([&] { return sub.try_take() == 5u; }, 5000ms));
+    }
+    f.expect_no_leftovers();
+}
+
+CONFORMANCE_CASE("a callback subscriber receives every message on its own thread") {
+    Fixture f(transport);
+    {
+        auto node = f.node("callback");
+        std::mutex mu;
+        std::vector<std::string> got;
+        auto sub = node.subscribe<std::string>("cb", [&](const std::string& s) {
+            std::lock_guard<std::mutex> lock(mu);
+            got.push_back(s);
+        });
+        auto pub = node.advertise<std::string>("cb");
+        REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+        for (int i = 0; i < 100; ++i) REQUIRE_OK(pub.publish("msg " + std::to_string(i)));
+        CHECK(ferry::test::wait_until([&] { std::lock_guard<std::mutex> l(mu); return got.size() == 100; }, 5000ms));
+        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(got.size() == 100);
+        CHECK(got.front() == "msg 0");
+        CHECK(got.back() == "msg 99");
+    }
+    f.expect_no_leftovers();
+}
