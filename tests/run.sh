@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds ferry and runs the whole test suite, then checks that nothing of ours was left in
+# /dev/shm, /dev/mqueue or the runtime directory. Usage: tests/run.sh [build-dir]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+"$root/tools/install-deps.sh"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_WARNINGS_AS_ERRORS=ON >/dev/null
+cmake --build "$build" -j"$(nproc)"
+status=0
+(cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 300) || status=$?
+
+# Test domains are named t<pid>_<n>: anything of theirs still present is a leak.
+runtime=${FERRY_RUNTIME_DIR:-${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/ferry}}
+runtime=${runtime:-/tmp/ferry-$(id -u)}
+leaks=$(ls /dev/shm /dev/mqueue "$runtime" 2>/dev/null | grep -E '^ferry\.t[0-9]+_' || true)
+if [ -n "$leaks" ]; then
+  echo "LEAK: test objects left behind:"; echo "$leaks"; status=1
+else
+  echo "no ferry test objects left in /dev/shm, /dev/mqueue or $runtime"
+fi
+exit $status
