@@ -5,6 +5,7 @@
 // "publishers P out_of_order K".
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <map>
 
 #include <CLI/CLI.hpp>
@@ -19,10 +20,12 @@ int main(int argc, char** argv) {
     std::uint64_t count = 10;
     double timeout = 30;
     bool quiet = false;
+    int progress_ms = 0;
     app.add_option("--topic", topic, "topic name")->required();
     app.add_option("--count", count, "messages to receive")->required();
     app.add_option("--timeout", timeout, "seconds before giving up");
     app.add_flag("--quiet", quiet, "print only the summary");
+    app.add_option("--progress-ms", progress_ms, "print 'progress received R corrupt C' this often (for scripts)");
     CLI11_PARSE(app, argc, argv);
 
     std::uint64_t received = 0, corrupt = 0, out_of_order = 0;
@@ -36,9 +39,24 @@ int main(int argc, char** argv) {
                         node.domain().c_str());
         std::fflush(stdout);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(timeout * 1000));
+        const auto progress_every = std::chrono::milliseconds(progress_ms);
+        auto next_progress = std::chrono::steady_clock::now() + progress_every;
         while (received < count) {
-            auto sample = sub.RawSubscriber::take(deadline - std::chrono::steady_clock::now());
-            if (!sample) break;
+            auto until = deadline;
+            if (progress_ms > 0) {
+                if (std::chrono::steady_clock::now() >= next_progress) {
+                    std::printf("progress received %llu corrupt %llu\n", static_cast<unsigned long long>(received),
+                                static_cast<unsigned long long>(corrupt));
+                    std::fflush(stdout);
+                    next_progress += progress_every;
+                }
+                until = std::min(deadline, next_progress);
+            }
+            auto sample = sub.RawSubscriber::take(until - std::chrono::steady_clock::now());
+            if (!sample) {
+                if (std::chrono::steady_clock::now() < deadline) continue;
+                break;
+            }
             ++received;
             std::uint64_t index = 0;
             if (!example::check_payload(sample->data(), sample->size(), index)) {

@@ -72,6 +72,8 @@ public:
 
     // Sum of the messages counter of the topic's live publishers, from the registry.
     std::uint64_t published(const std::string& topic) const;
+    // The messages counter of the publisher of `topic` in process `pid`.
+    std::uint64_t published_by(const std::string& topic, int pid) const;
 
     // Asserts that nothing of the domain remains in /dev/shm, /dev/mqueue or the runtime dir,
     // after removing what SIGKILLed processes left if `after_crash`.
@@ -80,6 +82,9 @@ public:
 private:
     std::string transport_, domain_, dir_, config_path_;
 };
+
+// The runtime directory ferry uses for sockets and FIFOs in this environment.
+std::string runtime_dir();
 
 // Waits (bounded) for `line` to appear in a finished child's output.
 bool output_has(const ferry::test::Child& child, const std::string& text);

@@ -12,13 +12,11 @@
 
 namespace conformance {
 
-namespace {
 std::string runtime_dir() {
     if (const char* d = std::getenv("FERRY_RUNTIME_DIR"); d && *d) return d;
     if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x && ::access(x, W_OK) == 0) return std::string(x) + "/ferry";
     return "/tmp/ferry-" + std::to_string(::geteuid());
 }
-}  // namespace
 
 Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
     : transport_(transport), domain_(ferry::test::unique_domain()) {
@@ -57,6 +55,14 @@ std::uint64_t Fixture::published(const std::string& topic) const {
             for (const auto& e : t.endpoints)
                 if (e.publisher) n += e.messages;
     return n;
+}
+
+std::uint64_t Fixture::published_by(const std::string& topic, int pid) const {
+    for (const auto& t : ferry::list_topics(domain_))
+        if (t.name == topic)
+            for (const auto& e : t.endpoints)
+                if (e.publisher && e.pid == pid) return e.messages;
+    return 0;
 }
 
 void Fixture::expect_no_leftovers(bool after_crash) const {
