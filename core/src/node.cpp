@@ -56,7 +56,7 @@ Node::Node(std::string name, NodeOptions options) : impl_(std::make_shared<detai
     impl_->domain = detail::checked_domain(options.domain ? *options.domain : default_domain());
     impl_->config = detail::Config::load_for_node(options.config_path);
     impl_->config.check_transports(detail::available_transports());
-    impl_->participant = detail::Participant::get(impl_->domain);
+    impl_->participant = detail::Participant::get(impl_->domain, impl_->config.defaults().mode);
 }
 
 Node::~Node() = default;

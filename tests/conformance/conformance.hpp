@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,7 @@ struct QosOverrides {
     std::string overflow = "block";
     std::string max_message_size = "1MiB";
     int block_timeout_ms = 1000;
+    std::string mode = "0600";
 };
 
 // One test's world: a fresh domain, a config file selecting `transport`, the environment for

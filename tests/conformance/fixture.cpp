@@ -30,7 +30,8 @@ Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
         << "depth = " << qos.depth << "\n"
         << "overflow = \"" << qos.overflow << "\"\n"
         << "max_message_size = \"" << qos.max_message_size << "\"\n"
-        << "block_timeout_ms = " << qos.block_timeout_ms << "\n";
+        << "block_timeout_ms = " << qos.block_timeout_ms << "\n"
+        << "mode = \"" << qos.mode << "\"\n";
 }
 
 Fixture::~Fixture() { std::filesystem::remove_all(dir_); }

@@ -164,6 +164,12 @@ Config::Resolved Config::resolve(const std::string& topic) const {
     return out;
 }
 
+Qos Config::defaults() const {
+    Resolved out;
+    apply(defaults_, out, source_);
+    return out.qos;
+}
+
 void Config::check_transports(const std::vector<std::string>& available) const {
     auto check = [&](const ConfigRule& rule) {
         if (!rule.transport) return;

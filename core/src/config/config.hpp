@@ -52,6 +52,8 @@ public:
         std::string where;                // "file:line" of the transport setting
     };
     Resolved resolve(const std::string& topic) const;
+    // [defaults] over the built-in defaults (what applies to the domain as a whole).
+    Qos defaults() const;
 
     // Throws if a rule names a transport not in `available` (file:line, and the list).
     void check_transports(const std::vector<std::string>& available) const;

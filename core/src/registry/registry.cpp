@@ -176,11 +176,12 @@ RegistryLayout* map_fd(int fd) {
 
 // Creates a fully initialised registry under a temporary name and links it into place, so
 // nobody ever maps a half-initialised one. Returns false if another process won the race.
-bool create_registry(const std::string& path) {
+bool create_registry(const std::string& path, std::uint32_t mode) {
     const std::string tmp = path + ".tmp." + std::to_string(::getpid());
     transport::UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    // umask may have cleared bits the config grants: set them explicitly.
     if (!fd.valid()) throw Error(Errc::io_error, "registry: cannot create " + tmp + ": " + std::strerror(errno));
-    ::fchmod(fd.get(), 0600);
+    ::fchmod(fd.get(), static_cast<mode_t>(mode & 0660));
     if (::ftruncate(fd.get(), sizeof(RegistryLayout)) != 0) {
         const int err = errno;
         ::unlink(tmp.c_str());
@@ -236,13 +237,13 @@ RegistryLayout* open_mapped(const std::string& path, bool& missing) {
 
 }  // namespace
 
-Registry::Registry(std::string domain, bool join) : domain_(std::move(domain)), path_(path_for(domain_)) {
+Registry::Registry(std::string domain, bool join, std::uint32_t mode) : domain_(std::move(domain)), path_(path_for(domain_)) {
     for (int attempt = 0; attempt < 100; ++attempt) {
         bool missing = false;
         shm_ = open_mapped(path_, missing);
         if (missing) {
             if (!join) return;
-            create_registry(path_);
+            create_registry(path_, mode);
             continue;
         }
         {

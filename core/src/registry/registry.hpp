@@ -60,7 +60,8 @@ class Registry {
 public:
     // Opens the domain's registry, creating it if needed, and joins as a participant.
     // Throws ferry::Error when the file cannot be created or has another layout.
-    explicit Registry(std::string domain, bool join = true);
+    // `mode` is used when this call creates the file (0600, or 0660/0640 to let the group in).
+    explicit Registry(std::string domain, bool join = true, std::uint32_t mode = 0600);
     ~Registry();
     Registry(const Registry&) = delete;
     Registry& operator=(const Registry&) = delete;

@@ -63,19 +63,20 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
     return removed;
 }
 
-std::shared_ptr<Participant> Participant::get(const std::string& domain) {
+std::shared_ptr<Participant> Participant::get(const std::string& domain, std::uint32_t mode) {
     static std::mutex mu;
     static std::map<std::pair<pid_t, std::string>, std::weak_ptr<Participant>> cache;
     std::lock_guard<std::mutex> lock(mu);
     // Keyed by pid too: a forked child must not reuse its parent's participant.
     const auto key = std::make_pair(::getpid(), domain);
     if (auto p = cache[key].lock()) return p;
-    auto p = std::make_shared<Participant>(domain);
+    auto p = std::make_shared<Participant>(domain, mode);
     cache[key] = p;
     return p;
 }
 
-Participant::Participant(const std::string& domain) : s_(std::make_shared<Shared>(checked_domain(domain))) {
+Participant::Participant(const std::string& domain, std::uint32_t mode)
+    : s_(std::make_shared<Shared>(checked_domain(domain), mode)) {
     std::string error;
     s_->runtime_dir = transport::default_runtime_dir(error);
     if (s_->runtime_dir.empty()) throw Error(Errc::io_error, error);

@@ -28,7 +28,8 @@ public:
 class Participant {
 public:
     // The participant of this process for `domain`, created on first use. Throws ferry::Error.
-    static std::shared_ptr<Participant> get(const std::string& domain);
+    // `mode` applies if this process creates the domain's registry.
+    static std::shared_ptr<Participant> get(const std::string& domain, std::uint32_t mode = 0600);
     ~Participant();
 
     Registry& registry() noexcept { return s_->registry; }
@@ -41,13 +42,13 @@ public:
     // Syncs one endpoint now, from the caller's thread (right after it was registered).
     void sync_now(Endpoint& ep);
 
-    explicit Participant(const std::string& domain);  // use get()
+    Participant(const std::string& domain, std::uint32_t mode);  // use get()
 
 private:
     // What the discovery thread uses; it holds its own reference, so that an endpoint destroyed
     // on that thread may also drop the last reference to the Participant.
     struct Shared {
-        explicit Shared(const std::string& domain) : registry(domain) {}
+        Shared(const std::string& domain, std::uint32_t mode) : registry(domain, true, mode) {}
         Registry registry;
         std::string runtime_dir;
         std::mutex mu;
