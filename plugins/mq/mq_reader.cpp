@@ -1,0 +1,108 @@
+#include <mqueue.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "mq_transport.hpp"
+
+namespace ferry::mq {
+
+namespace {
+
+// A header-only unit interrupt() puts into the reader's own queue to end a blocked receive.
+constexpr std::uint32_t kWakeMagic = 0x454B4157u;  // "WAKE"
+
+// mq_timedreceive wants an absolute CLOCK_REALTIME time.
+struct timespec realtime_deadline(Clock::time_point deadline) noexcept {
+    auto rel = deadline - Clock::now();
+    if (rel < Clock::duration::zero()) rel = Clock::duration::zero();
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::min<Clock::duration>(rel, std::chrono::hours(24 * 365)))
+                        .count();
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec += static_cast<long>(ns % 1000000000);
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_nsec -= 1000000000;
+        ++ts.tv_sec;
+    }
+    return ts;
+}
+
+}  // namespace
+
+MqReader::MqReader(const Host& host, const TopicParams& params, std::string name, UniqueFd queue, std::size_t unit_size)
+    : FragmentingReader(host, params, "mq"), name_(std::move(name)), queue_(std::move(queue)), unit_size_(unit_size) {
+    start();
+}
+
+MqReader::~MqReader() {
+    stop();
+    ::mq_unlink(name_.c_str());
+}
+
+void MqReader::wake() noexcept {
+    UnitHeader h{};
+    h.magic = kWakeMagic;
+    // If the queue is full it is not empty either: the receiver returns anyway.
+    const struct timespec past {};
+    ::mq_timedsend(static_cast<mqd_t>(queue_.get()), reinterpret_cast<const char*>(&h), sizeof h, 0, &past);
+}
+
+Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point deadline) noexcept {
+    pin = 0;
+    const bool try_only = expired(deadline);
+    // With a dead writer's partial pending, look at the queue without waiting first: if it is
+    // empty that partial can never complete (idle() drops it).
+    bool no_wait = try_only || reassembler().has_gone_partials();
+    const struct timespec zero {};
+    struct timespec until = try_only ? zero : realtime_deadline(deadline);
+    while (true) {
+        if (interrupted()) return Status(Errc::closed, "interrupted");
+        if (!unit_.data) {
+            try {
+                unit_ = reassembler().pool().acquire(unit_size_);
+            } catch (...) {
+                return Status(Errc::no_resources, "mq: out of memory");
+            }
+        }
+        const ssize_t n = ::mq_timedreceive(static_cast<mqd_t>(queue_.get()), reinterpret_cast<char*>(unit_.data.get()),
+                                            unit_.capacity, nullptr, no_wait ? &zero : &until);
+        if (n >= 0) {
+            const auto len = static_cast<std::size_t>(n);
+            std::uint32_t magic = 0;
+            if (len >= sizeof magic) std::memcpy(&magic, unit_.data.get(), sizeof magic);
+            if (len == kUnitHeaderSize && magic == kWakeMagic) continue;
+            const char* why = nullptr;
+            try {
+                const auto result = reassembler().push(unit_.data.get(), len, out, &why);
+                if (result == Reassembler::Result::message) {
+                    // A single-unit message is a view into unit_: hand the buffer out with it.
+                    if (!out.buffer.data) out.buffer = std::move(unit_);
+                    unit_ = ByteBuffer{};
+                    return Status::ok();
+                }
+            } catch (...) {
+                return Status(Errc::no_resources, "mq: out of memory while reassembling");
+            }
+            if (why != nullptr) report_garbage(why);
+            continue;
+        }
+        const int err = errno;
+        if (err == EINTR) continue;
+        if (err == ETIMEDOUT || err == EAGAIN) {
+            idle();
+            if (try_only) return Status(Errc::would_block, "no message");
+            if (no_wait) {
+                no_wait = false;
+                continue;
+            }
+            return Status(Errc::timeout, "timed out");
+        }
+        return os_error(errc_from_errno(err), "mq: cannot receive from queue " + name_, err);
+    }
+}
+
+}  // namespace ferry::mq
