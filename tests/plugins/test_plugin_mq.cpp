@@ -1,0 +1,147 @@
+// The POSIX message-queue plugin through the SDK interface.
+#include <linux/capability.h>
+#include <mqueue.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <map>
+
+#include <ferry/transport/naming.hpp>
+#include <ferry/transport/transport.hpp>
+
+#define FERRY_TEST_PLUGIN "mq"
+
+namespace {
+std::string queue_of(const ferry::transport::TopicParams& reader) {
+    return "/" + ferry::transport::object_name(reader.domain, reader.endpoint_id, "mq");
+}
+}  // namespace
+
+bool reader_object_exists(const ferry::transport::TopicParams& reader) {
+    const mqd_t q = ::mq_open(queue_of(reader).c_str(), O_RDONLY | O_CLOEXEC);
+    if (q == static_cast<mqd_t>(-1)) return errno != ENOENT;
+    ::mq_close(q);
+    return true;
+}
+
+void write_raw(const ferry::transport::TopicParams& reader, const void* bytes, std::size_t n) {
+    static std::map<std::uint64_t, mqd_t> queues;
+    auto it = queues.find(reader.endpoint_id);
+    if (it == queues.end()) it = queues.emplace(reader.endpoint_id, ::mq_open(queue_of(reader).c_str(), O_WRONLY | O_CLOEXEC)).first;
+    ::mq_send(it->second, static_cast<const char*>(bytes), n, 0);
+}
+
+#include "plugins/transport_cases.hpp"
+
+namespace {
+
+std::uint64_t proc_value(const char* path) {
+    std::ifstream in(path);
+    std::uint64_t v = 0;
+    in >> v;
+    return v;
+}
+
+bool drop_cap_sys_resource() {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capget, &header, data) != 0) return false;
+    data[0].effective &= ~(1u << CAP_SYS_RESOURCE);
+    return ::syscall(SYS_capset, &header, data) == 0;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("mq: a depth above the queue limits is refused with the limit and how to raise it", "[mq]") {
+    using namespace cases;
+    Env env;
+    const std::uint64_t msg_max = proc_value("/proc/sys/fs/mqueue/msg_max");
+    REQUIRE(msg_max > 0);
+
+    // Beyond the kernel's hard ceiling: refused for everyone, root included.
+    TopicParams p = env.params(Overflow::block, 70000);
+    Status st = env.transport.validate(p);
+    CHECK(st.code() == Errc::no_resources);
+    INFO(st.message());
+    CHECK((contains(st.message(), "65536") || contains(st.message(), "fs.mqueue.msg_max")));
+    std::unique_ptr<Reader> r;
+    CHECK(env.transport.create_reader(p, r).code() == Errc::no_resources);
+    CHECK_FALSE(reader_object_exists(p));
+
+    // An unprivileged process is bound by fs.mqueue.msg_max: check in a child without
+    // CAP_SYS_RESOURCE (this test may run as root).
+    int msg[2];
+    REQUIRE(::pipe(msg) == 0);
+    Child child = Child::fork([&] {
+        if (::geteuid() == 0 && !drop_cap_sys_resource()) return 10;
+        TopicParams q = env.peer(p, ::getpid(), 1);
+        q.depth = static_cast<std::uint32_t>(msg_max + 1);
+        const Status s = env.transport.validate(q);
+        std::unique_ptr<Reader> rr;
+        const Status c = env.transport.create_reader(q, rr);
+        const std::string text = s.message();
+        if (::write(msg[1], text.data(), text.size()) < 0) return 11;
+        return s.code() == Errc::no_resources && c.code() == Errc::no_resources ? 0 : 12;
+    });
+    ::close(msg[1]);
+    CHECK(child.wait(5000ms) == 0);
+    std::string text(4096, '\0');
+    const ssize_t n = ::read(msg[0], text.data(), text.size());
+    ::close(msg[0]);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    INFO(text);
+    CHECK(contains(text, "depth " + std::to_string(msg_max + 1)));
+    CHECK(contains(text, "fs.mqueue.msg_max = " + std::to_string(msg_max)));
+    CHECK(contains(text, "sysctl -w fs.mqueue.msg_max=" + std::to_string(msg_max + 1)));
+    CHECK(contains(text, "CAP_SYS_RESOURCE"));
+}
+
+TEST_CASE("mq: a queue that does not fit RLIMIT_MSGQUEUE is refused with how to raise it", "[mq]") {
+    using namespace cases;
+    Env env;
+    TopicParams p = env.params(Overflow::block, 8, 1u << 20);
+    int msg[2];
+    REQUIRE(::pipe(msg) == 0);
+    Child child = Child::fork([&] {
+        struct rlimit rl {
+            16384, 16384
+        };
+        if (::setrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return 10;
+        const Status s = env.transport.validate(env.peer(p, ::getpid(), 1));
+        const std::string text = s.message();
+        if (::write(msg[1], text.data(), text.size()) < 0) return 11;
+        return s.code() == Errc::no_resources ? 0 : 12;
+    });
+    ::close(msg[1]);
+    CHECK(child.wait(5000ms) == 0);
+    std::string text(4096, '\0');
+    const ssize_t n = ::read(msg[0], text.data(), text.size());
+    ::close(msg[0]);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    INFO(text);
+    CHECK(contains(text, "RLIMIT_MSGQUEUE"));
+    CHECK(contains(text, "ulimit -q"));
+}
+
+TEST_CASE("mq: small topics get small units - large ones msgsize_max units", "[mq]") {
+    using namespace cases;
+    Env env;
+    TopicParams small = env.params(Overflow::block, 4, 100);
+    auto r = env.reader(small);
+    mq_attr attr{};
+    const mqd_t q = ::mq_open(("/" + object_name(small.domain, small.endpoint_id, "mq")).c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(q != static_cast<mqd_t>(-1));
+    REQUIRE(::mq_getattr(q, &attr) == 0);
+    ::mq_close(q);
+    CHECK(attr.mq_maxmsg == 4);
+    CHECK(attr.mq_msgsize == 132);
+    auto w = env.writer(env.peer(small));
+    w->sync_readers({info(small)});
+    REQUIRE(send(*w, 100, seed_of(1, 0)));
+    CHECK(take(*r, in(1000ms)).ok_bytes);
+}
