@@ -95,7 +95,11 @@ Status open_segment(const std::string& name, std::size_t max_size, Mapping& out)
             const int err = errno;
             return transport::os_error(Errc::io_error, "shm: cannot stat segment " + name, err);
         }
-        if (st.st_size <= 0 || static_cast<std::uint64_t>(st.st_size) > max_size) {
+        if (st.st_size == 0) {
+            // Created but not sized yet: the creator is between shm_open and ftruncate.
+            return Status(Errc::would_block, "shm: segment " + name + " is not initialised yet");
+        }
+        if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) > max_size) {
             return Status(Errc::invalid_argument,
                           "shm: segment " + name + " has an implausible size of " + std::to_string(st.st_size) + " bytes");
         }

@@ -46,7 +46,8 @@ transport::Status create_segment(const std::string& name,
                                  Mapping& out) noexcept;
 
 // Opens an existing "/<name>" read-write and maps all of it (at most `max_size` bytes, else
-// Errc::invalid_argument). Errc::closed if it does not exist (yet, or any more).
+// Errc::invalid_argument). Errc::closed if it does not exist (yet, or any more),
+// Errc::would_block if it exists but is not sized yet.
 transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out) noexcept;
 
 // Bytes free for an unprivileged user in /dev/shm, or SIZE_MAX if unknown.
@@ -55,10 +56,11 @@ std::size_t shm_free_bytes() noexcept;
 // The waker's half of the sleep protocol: after publishing a change (with release), call this.
 // The sleeper sets `waiting`, fences, reads `seq`, re-checks its condition, then futex-waits on
 // `seq`; either it sees the change or this sees `waiting` and wakes it. No syscall when
-// nobody sleeps.
+// nobody sleeps, and only one per sleep: the first waker clears `waiting` (the sleeper sets it
+// again before it re-checks), so a burst of messages to a waking reader costs one wake-up.
 inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiting.load(std::memory_order_relaxed) != 0) {
+    if (waiting.load(std::memory_order_relaxed) != 0 && waiting.exchange(0, std::memory_order_seq_cst) != 0) {
         seq.fetch_add(1, std::memory_order_seq_cst);
         transport::futex_wake_all(seq);
     }

@@ -66,7 +66,7 @@ std::unique_ptr<ShmReader::Attachment> ShmReader::attach(std::uint64_t writer_id
     try {
         Mapping map;
         if (auto st = open_segment(name, kMaxSegmentSize, map); !st) {
-            if (st.code() != Errc::closed) {
+            if (st.code() != Errc::closed && st.code() != Errc::would_block) {
                 transport::log(host_, transport::LogLevel::warn, st.message());
                 refused = st.code() == Errc::invalid_argument;
             }
@@ -157,11 +157,13 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
     const Layout& l = a.view.layout;
     Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
     std::atomic<std::uint32_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
-    for (std::uint32_t attempt = 0; attempt < l.depth + 4; ++attempt) {
+    for (std::uint32_t attempt = 0; attempt < 4 * l.depth + 16; ++attempt) {
         std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
         const std::uint64_t head = slot->head.load(std::memory_order_acquire);
         if (tail == head) return false;
         if (tail > head || head - tail > l.depth) {
+            // Under drop_oldest the writer may have moved the tail since we read it.
+            if (slot->tail.load(std::memory_order_acquire) != tail) continue;
             drop_corrupt(a, "ring positions out of range");
             slot->tail.compare_exchange_strong(tail, head, std::memory_order_acq_rel);
             continue;

@@ -50,6 +50,14 @@ std::size_t ShmWriter::reader_count() const noexcept { return reader_count_.load
 
 bool ShmWriter::try_claim_chunk(std::uint32_t& idx) noexcept {
     const std::uint32_t n = view_.layout.chunk_count;
+    // The chunk sent last is still in this core's cache (and mapped in every reader): when the
+    // readers are done with it, as in request/reply, reuse it rather than touch a cold one.
+    if (hot_chunk_ < n && loaned_[hot_chunk_] == 0 &&
+        view_.chunk(hot_chunk_)->mask.load(std::memory_order_acquire) == 0) {
+        loaned_[hot_chunk_] = 1;
+        idx = hot_chunk_;
+        return true;
+    }
     for (std::uint32_t i = 0; i < n; ++i) {
         std::uint32_t c = next_chunk_ + i;
         if (c >= n) c -= n;
@@ -117,7 +125,10 @@ bool ShmWriter::loan_handle_ok(const LoanBuffer& buf, std::uint32_t& idx) const 
 
 void ShmWriter::release(LoanBuffer& buf) noexcept {
     std::uint32_t idx = 0;
-    if (loan_handle_ok(buf, idx)) loaned_[idx] = 0;
+    if (loan_handle_ok(buf, idx)) {
+        loaned_[idx] = 0;
+        hot_chunk_ = idx;
+    }
     buf = LoanBuffer{};
 }
 
@@ -194,6 +205,7 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     }
     lock.unlock();
     loaned_[idx] = 0;
+    hot_chunk_ = idx;
 
     if (worst == Errc::ok) return Status::ok();
     const std::string what = worst == Errc::timeout ? " stayed full for block_timeout" : " is full";
@@ -375,6 +387,9 @@ void ShmWriter::sync_readers(const std::vector<transport::PeerInfo>& readers) no
                 continue;
             }
             auto* bell = reinterpret_cast<Doorbell*>(bell_map.data());
+            if (bell_map.size() >= sizeof(Doorbell) && bell->magic.load(std::memory_order_acquire) == 0) {
+                continue;  // still being initialised
+            }
             if (bell_map.size() < sizeof(Doorbell) || bell->magic.load(std::memory_order_acquire) != kDoorbellMagic) {
                 warn("shm: ignoring reader " + bell_name + ": its doorbell segment is not a ferry shm doorbell");
                 continue;

@@ -67,6 +67,7 @@ private:
     // Used by the writing thread only.
     std::vector<std::uint8_t> loaned_;
     std::uint32_t next_chunk_ = 0;
+    std::uint32_t hot_chunk_ = UINT32_MAX;
     std::uint64_t seq_ = 0;
 
     // Slot table, shared with the discovery thread.
