@@ -1,3 +1,4 @@
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,6 +19,16 @@ constexpr std::size_t kChunkSize = 256 * 1024;
 constexpr std::size_t kMaxFreeSmall = 16;
 constexpr std::size_t kMaxFreeLarge = 2;
 constexpr std::size_t kMaxConnections = 1024;
+// epoll tags of the two fixed descriptors; connections are tagged with their Conn*.
+constexpr std::uint64_t kWakeTag = 1;
+constexpr std::uint64_t kListenTag = 2;
+
+bool epoll_add(int epfd, int fd, std::uint64_t tag) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    return ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
 
 }  // namespace
 
@@ -52,7 +63,15 @@ Status UdsReader::create(const Host& host, const TopicParams& params, std::uniqu
         ::unlink(r->path_.c_str());
         return transport::os_error(transport::errc_from_errno(err), "uds: cannot create eventfd", err);
     }
+    r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!r->epoll_fd_.valid() || !epoll_add(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
+        !epoll_add(r->epoll_fd_.get(), r->listen_fd_.get(), kListenTag)) {
+        const int err = errno;
+        ::unlink(r->path_.c_str());
+        return transport::os_error(transport::errc_from_errno(err), "uds: cannot create epoll set", err);
+    }
     if (params.overflow == transport::Overflow::drop_oldest) {
+        r->threaded_ = true;
         r->ring_.resize(params.depth);
         r->drain_ = std::thread([raw = r.get()] { raw->drain_loop(); });
     }
@@ -101,7 +120,7 @@ Status UdsReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
                 return Status(Errc::timeout, "uds: no message before the deadline");
             case Recv::error: break;
         }
-        return transport::os_error(Errc::io_error, "uds: poll on " + path_ + " failed", errno);
+        return transport::os_error(Errc::io_error, "uds: epoll_wait on " + path_ + " failed", errno);
     } catch (const std::exception& e) {
         return Status(Errc::internal, std::string("uds: take failed: ") + e.what());
     }
@@ -109,7 +128,7 @@ Status UdsReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
 
 void UdsReader::release(SampleBuffer& sample) noexcept {
     if (sample.handle != 0) {
-        std::lock_guard<std::mutex> lock(pool_mu_);
+        auto lock = pool_lock();
         release_locked(reinterpret_cast<Chunk*>(sample.handle));
     }
     sample = SampleBuffer{};
@@ -124,7 +143,7 @@ void UdsReader::drain_loop() {
         if (r == Recv::closed) return;
         if (r == Recv::error) {
             transport::log(*host_, transport::LogLevel::error,
-                           "uds: drain thread of " + path_ + ": poll failed: " + std::strerror(errno));
+                           "uds: drain thread of " + path_ + ": epoll_wait failed: " + std::strerror(errno));
             return;
         }
         if (r != Recv::frame) continue;
@@ -136,7 +155,7 @@ void UdsReader::drain_loop() {
                 head_ = (head_ + 1) % depth;
                 --count_;
                 lost_.fetch_add(1, std::memory_order_relaxed);
-                std::lock_guard<std::mutex> pool_lock(pool_mu_);
+                std::lock_guard<std::mutex> chunks_lock(pool_mu_);
                 release_locked(reinterpret_cast<Chunk*>(oldest.handle));
             }
             ring_[(head_ + count_) % depth] = s;
@@ -166,32 +185,41 @@ Status UdsReader::take_queued(SampleBuffer& out, Clock::time_point deadline, boo
 // ---- receiving frames from the connections ----
 
 UdsReader::Recv UdsReader::receive(SampleBuffer& out, Clock::time_point deadline) {
+    epoll_event events[16];
     for (;;) {
         if (try_parse_any(out)) return Recv::frame;
-        if (poll_dirty_) rebuild_poll_set();
-        const int r = ::poll(pfds_.data(), pfds_.size(), transport::poll_timeout_ms(deadline));
+        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, transport::poll_timeout_ms(deadline));
         if (r < 0) {
             if (errno == EINTR) continue;
             return Recv::error;
         }
-        if (pfds_[0].revents != 0) return Recv::closed;
         if (r == 0) {
             if (transport::expired(deadline)) return Recv::timeout;
             continue;
         }
-        if (pfds_[1].revents != 0) accept_all();
-        // Close finished connections from the back so earlier indices stay valid.
-        for (std::size_t i = pfds_.size(); i-- > 2;) {
-            if (pfds_[i].revents == 0) continue;
-            Conn& conn = *conns_[pfd_conn_[i]];
-            if (!read_conn(conn)) close_conn(pfd_conn_[i], conn.pos != conn.fill);
+        bool pending_accept = false;
+        ready_.clear();
+        for (int i = 0; i < r; ++i) {
+            const std::uint64_t tag = events[i].data.u64;
+            if (tag == kWakeTag) return Recv::closed;
+            if (tag == kListenTag) {
+                pending_accept = true;
+            } else {
+                ready_.push_back(reinterpret_cast<Conn*>(tag));
+            }
         }
+        for (Conn* conn : ready_) {
+            if (read_conn(*conn)) continue;
+            const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
+            close_conn(static_cast<std::size_t>(it - conns_.begin()), conn->pos != conn->fill);
+        }
+        if (pending_accept) accept_all();
     }
 }
 
 bool UdsReader::try_parse_any(SampleBuffer& out) {
     for (;;) {
-        if (poll_dirty_) rebuild_poll_set();
+        if (interest_dirty_) update_interest();
         const std::size_t n = conns_.size();
         bool rescan = false;
         for (std::size_t k = 0; k < n && !rescan; ++k) {
@@ -230,7 +258,7 @@ UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string
         conn.hello = true;
         conn.writer_id = hello.writer_id;
         conn.pos += sizeof hello;
-        poll_dirty_ = true;  // may now be blocked behind an older connection of the same writer
+        interest_dirty_ = true;  // may now be blocked behind an older connection of the same writer
         return Parse::hello;
     }
     FrameHeader header;
@@ -253,7 +281,7 @@ UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string
     out.size = static_cast<std::size_t>(header.size);
     out.handle = reinterpret_cast<std::uint64_t>(conn.chunk);
     {
-        std::lock_guard<std::mutex> lock(pool_mu_);
+        auto lock = pool_lock();
         ++conn.chunk->refs;
     }
     conn.pos += total;
@@ -264,7 +292,7 @@ UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string
 
 // Makes room after conn.fill for the rest of the frame at conn.pos (conn.need bytes in all).
 void UdsReader::prepare_space(Conn& conn) {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    auto lock = pool_lock();
     Chunk* chunk = conn.chunk;
     if (chunk != nullptr && conn.pos == conn.fill) {
         if (chunk->refs == 0 && chunk->cap >= conn.need) {
@@ -323,31 +351,34 @@ void UdsReader::accept_all() {
         }
         auto conn = std::make_unique<Conn>();
         conn->fd = std::move(fd);
+        if (!epoll_add(epoll_fd_.get(), conn->fd.get(), reinterpret_cast<std::uint64_t>(conn.get()))) {
+            transport::log(*host_, transport::LogLevel::warn,
+                           "uds: reader " + path_ + " cannot watch a connection: " + std::strerror(errno));
+            continue;
+        }
+        conn->registered = true;
         conns_.push_back(std::move(conn));
-        poll_dirty_ = true;
     }
 }
 
 void UdsReader::close_conn(std::size_t index, bool torn) {
     if (torn) lost_.fetch_add(1, std::memory_order_relaxed);
     Conn& conn = *conns_[index];
+    // Explicitly: a forked child may share the descriptor, and then close() would not
+    // remove it from the epoll set.
+    if (conn.registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
     if (conn.chunk != nullptr) {
-        std::lock_guard<std::mutex> lock(pool_mu_);
+        auto lock = pool_lock();
         detach_locked(conn.chunk);
     }
     conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(index));
-    poll_dirty_ = true;
+    interest_dirty_ = true;
 }
 
-// pfds_[0] is the wake eventfd, pfds_[1] the listening socket, then every connection that is
-// not waiting behind an older connection of the same writer (which keeps per-writer order
-// when a writer reconnected while its previous connection still held frames).
-void UdsReader::rebuild_poll_set() {
-    pfds_.clear();
-    pfd_conn_.clear();
-    pfds_.push_back(pollfd{wake_fd_.get(), POLLIN, 0});
-    pfds_.push_back(pollfd{listen_fd_.get(), POLLIN, 0});
-    pfd_conn_.resize(2);
+// A connection waits (is not watched nor parsed) while an older connection of the same writer
+// is open: that keeps per-writer order when a writer reconnected while its previous
+// connection still held frames.
+void UdsReader::update_interest() {
     for (std::size_t i = 0; i < conns_.size(); ++i) {
         Conn& conn = *conns_[i];
         conn.blocked = false;
@@ -359,11 +390,15 @@ void UdsReader::rebuild_poll_set() {
                 }
             }
         }
-        if (conn.blocked) continue;
-        pfds_.push_back(pollfd{conn.fd.get(), POLLIN, 0});
-        pfd_conn_.push_back(i);
+        if (conn.blocked == !conn.registered) continue;
+        if (conn.blocked) {
+            ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
+            conn.registered = false;
+        } else if (epoll_add(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn))) {
+            conn.registered = true;
+        }
     }
-    poll_dirty_ = false;
+    interest_dirty_ = false;
 }
 
 // ---- chunk pool (pool_mu_ held) ----

@@ -150,7 +150,8 @@ private:
         UniqueFd fd;
         std::uint64_t writer_id = 0;
         bool hello = false;
-        bool blocked = false;  // an older connection of the same writer is still open
+        bool blocked = false;     // an older connection of the same writer is still open
+        bool registered = false;  // in the epoll set
         Chunk* chunk = nullptr;
         std::size_t pos = 0;   // first unparsed byte in chunk
         std::size_t fill = 0;  // end of received bytes in chunk
@@ -168,7 +169,11 @@ private:
     void prepare_space(Conn& conn);
     void accept_all();
     void close_conn(std::size_t index, bool torn);
-    void rebuild_poll_set();
+    void update_interest();
+    // Locks pool_mu_ only when a drain thread shares the chunks with the taking thread.
+    std::unique_lock<std::mutex> pool_lock() {
+        return threaded_ ? std::unique_lock<std::mutex>(pool_mu_) : std::unique_lock<std::mutex>();
+    }
 
     Chunk* get_chunk_locked(std::size_t need);
     void detach_locked(Chunk* chunk);
@@ -182,14 +187,15 @@ private:
     std::string path_;
     UniqueFd listen_fd_;
     UniqueFd wake_fd_;  // eventfd: interrupt() in direct mode, shutdown of the drain thread
+    UniqueFd epoll_fd_;  // wake_fd_, listen_fd_ and every connection not blocked
+    bool threaded_ = false;  // drop_oldest: a drain thread receives
     std::atomic<bool> interrupted_{false};
     std::atomic<std::uint64_t> lost_{0};
 
     // Receive state: used by the thread in take() (direct mode) or by the drain thread.
     std::vector<std::unique_ptr<Conn>> conns_;
-    std::vector<pollfd> pfds_;
-    std::vector<std::size_t> pfd_conn_;  // pfds_[i] (i >= 2) belongs to conns_[pfd_conn_[i]]
-    bool poll_dirty_ = true;
+    std::vector<Conn*> ready_;
+    bool interest_dirty_ = false;
     std::size_t rr_ = 0;
 
     // Chunks of received bytes; samples point into them.
