@@ -65,7 +65,7 @@ struct alignas(kCacheLine) Slot {
     // Written by the writer only.
     std::atomic<std::uint64_t> reader_id;
     std::atomic<std::uint32_t> state;
-    std::atomic<std::uint32_t> reserved;
+    std::atomic<std::uint32_t> wake_room;  // a writer blocked on this ring wants this much room
     std::atomic<std::uint64_t> dropped;  // messages this reader lost to drop_oldest
     std::atomic<std::uint64_t> head;     // next ring position the writer fills
     // Advanced by the reader (pop) and by the writer when it drops the oldest entry (CAS).

@@ -66,6 +66,22 @@ inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::ui
     }
 }
 
+// wake_if_waiting for a writer blocked on a full ring: it asked to be woken once `room` entries
+// are free, so a reader draining the ring wakes it once per half ring, not once per message.
+// (The writer re-checks every few milliseconds, so a reader that stops early delays it a little
+// but never strands it.)
+inline void wake_writer_for_room(std::atomic<std::uint32_t>& seq,
+                                 std::atomic<std::uint32_t>& waiting,
+                                 std::uint64_t room,
+                                 const std::atomic<std::uint32_t>& wanted) noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiting.load(std::memory_order_relaxed) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
+        waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        transport::futex_wake_all(seq);
+    }
+}
+
 // The sleeper's half: returns the value of `seq` to wait on; re-check the condition after it.
 inline std::uint32_t prepare_wait(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
     waiting.store(1, std::memory_order_relaxed);

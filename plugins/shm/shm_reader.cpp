@@ -170,7 +170,8 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
         }
         const std::uint32_t idx = ring[tail % l.depth].load(std::memory_order_relaxed);
         if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) continue;
-        wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+        wake_writer_for_room(a.view.header()->wake_seq, a.view.header()->writer_waiting, l.depth - (head - tail - 1),
+                             slot->wake_room);
         if (idx >= l.chunk_count) {
             drop_corrupt(a, "chunk index " + std::to_string(idx) + " out of range");
             continue;

@@ -227,6 +227,7 @@ ShmWriter::Room ShmWriter::wait_for_room(std::unique_lock<std::mutex>& lock,
             result = Room::gone;
             break;
         }
+        slot->wake_room.store(std::max<std::uint32_t>(1, view_.layout.depth / 2), std::memory_order_relaxed);
         const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
         const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
         if (tail > local.head || local.head - tail < view_.layout.depth) {
