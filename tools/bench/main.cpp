@@ -1,0 +1,380 @@
+// ferry-bench: latency and throughput of every ferry transport through the public API, next to
+// the raw OS mechanism underneath it, between two real processes.
+//
+//   ferry-bench [--transports shm,uds,mq,pipe] [--sizes 64,4096,...] [--iterations N] [--json FILE]
+//               [--kinds ferry,raw]
+//
+// For each transport and size it spawns itself as the echo peer (`--peer ...`, hidden), once
+// through ferry (a fresh FERRY_DOMAIN and a generated config) and once through the raw
+// mechanism, and measures ping-pong latency (one way = round trip / 2) and one-direction
+// throughput. Exits 1 if any measurement failed, 2 on bad arguments.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include <ferry/introspection.hpp>
+#include <ferry/node.hpp>
+
+#include "channel.hpp"
+#include "ferry_channel.hpp"
+#include "raw_channels.hpp"
+#include "report.hpp"
+
+extern char** environ;
+
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kDepth = 16;
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream in(s);
+    for (std::string item; std::getline(in, item, ',');)
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+// "64", "4K", "4KiB", "16M", "16MiB".
+bool parse_size(const std::string& text, std::size_t& out) {
+    std::size_t pos = 0;
+    unsigned long long v = 0;
+    try {
+        v = std::stoull(text, &pos);
+    } catch (...) {
+        return false;
+    }
+    const std::string unit = text.substr(pos);
+    if (unit.empty() || unit == "B") out = v;
+    else if (unit == "K" || unit == "KiB") out = v << 10;
+    else if (unit == "M" || unit == "MiB") out = v << 20;
+    else return false;
+    return true;
+}
+
+// Latency iterations and throughput messages for one size: `iterations` up to 64 KiB, then
+// fewer as messages grow, so that every (transport, size) costs about the same time. shm moves
+// no payload bytes (zero copy, header only), so its counts do not shrink with the size.
+std::size_t round_trips_for(const std::string& transport, std::size_t iterations, std::size_t size) {
+    const std::size_t floor = std::min<std::size_t>(iterations, 50);
+    if (transport == "shm" || size <= (64u << 10)) return iterations;
+    return std::max(floor, iterations / (size / (64u << 10)));
+}
+std::size_t messages_for(const std::string& transport, std::size_t iterations, std::size_t size) {
+    const std::size_t floor = std::min<std::size_t>(iterations, 50);
+    const std::size_t by_bytes = iterations * (100u << 10) / size;
+    if (transport == "shm") return iterations * 20;
+    return std::max(floor, std::min(iterations * 20, by_bytes));
+}
+
+std::uint32_t depth_for(const std::string& transport) {
+    // A POSIX queue may hold at most fs.mqueue.msg_max messages (for processes without
+    // CAP_SYS_RESOURCE); ferry's mq topic and the raw queues get the same depth.
+    if (transport == "mq") return static_cast<std::uint32_t>(std::min<std::size_t>(kDepth, mq_msg_max()));
+    return kDepth;
+}
+
+std::string self_exe() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("ferry-bench");
+}
+
+class Peer {
+public:
+    bool spawn(const std::vector<std::string>& args, std::string& error) {
+        std::vector<std::string> argv{self_exe()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::vector<char*> cargv;
+        for (auto& a : argv) cargv.push_back(a.data());
+        cargv.push_back(nullptr);
+        const int rc = ::posix_spawn(&pid_, cargv[0], nullptr, nullptr, cargv.data(), environ);
+        if (rc != 0) {
+            error = "cannot start the peer " + argv[0] + ": " + std::strerror(rc);
+            pid_ = -1;
+            return false;
+        }
+        return true;
+    }
+
+    // Exit code of the peer; SIGKILLs it if it has not ended within `timeout`.
+    int wait(std::chrono::milliseconds timeout) {
+        if (pid_ < 0) return -1;
+        const auto deadline = Clock::now() + timeout;
+        int status = 0;
+        while (::waitpid(pid_, &status, WNOHANG) == 0) {
+            if (Clock::now() > deadline) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, &status, 0);
+                pid_ = -1;
+                return -1;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the run is over: no measurement
+        }
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    ~Peer() {
+        if (pid_ > 0) wait(std::chrono::milliseconds(0));
+    }
+
+private:
+    pid_t pid_ = -1;
+};
+
+Record to_record(const std::string& transport,
+                 const std::string& kind,
+                 std::size_t size,
+                 std::size_t round_trips,
+                 std::size_t messages,
+                 const Measurement& m) {
+    Record r;
+    r.transport = transport;
+    r.kind = kind;
+    r.size = size;
+    r.round_trips = round_trips;
+    r.messages = messages;
+    r.ok = m.ok;
+    r.error = m.error;
+    if (m.ok) {
+        r.p50_us = percentile(m.one_way_us, 0.50);
+        r.p90_us = percentile(m.one_way_us, 0.90);
+        r.p99_us = percentile(m.one_way_us, 0.99);
+        r.max_us = m.one_way_us.back();
+        r.send_p50_us = percentile(m.send_us, 0.50);
+        r.msgs_per_s = m.msgs_per_s;
+        r.gb_per_s = m.msgs_per_s * static_cast<double>(size) / 1e9;
+    }
+    return r;
+}
+
+// Runs `body` against a freshly spawned peer and reaps it; a peer that failed fails the run.
+Measurement with_peer(const std::vector<std::string>& peer_args,
+                      const std::function<Measurement()>& body) {
+    Measurement m;
+    Peer peer;
+    if (!peer.spawn(peer_args, m.error)) return m;
+    m = body();
+    const int code = peer.wait(m.ok ? std::chrono::milliseconds(10000) : std::chrono::milliseconds(0));
+    if (m.ok && code != 0) {
+        m.ok = false;
+        m.error = "the peer exited with code " + std::to_string(code);
+    }
+    return m;
+}
+
+Measurement run_ferry(const std::string& transport, std::size_t size, std::size_t trips, std::size_t messages) {
+    static int counter = 0;
+    const std::string domain = "bench" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+    char dir_tmpl[] = "/tmp/ferry-bench-XXXXXX";
+    Measurement m;
+    if (!::mkdtemp(dir_tmpl)) {
+        m.error = std::string("mkdtemp: ") + std::strerror(errno);
+        return m;
+    }
+    const std::string dir = dir_tmpl;
+    const std::string config = dir + "/ferry.toml";
+    {
+        std::ofstream out(config);
+        out << "# generated by ferry-bench\n[defaults]\ntransport = \"" << transport << "\"\ndepth = "
+            << depth_for(transport) << "\noverflow = \"block\"\nmax_message_size = " << size
+            << "\nblock_timeout_ms = 10000\n";
+    }
+    m = with_peer({"--peer", "ferry", "--peer-size", std::to_string(size), "--peer-a", domain, "--peer-b", config},
+                  [&] {
+                      Measurement r;
+                      try {
+                          auto ch = make_ferry_channel(domain, config, size, true);
+                          if (!ferry_wait_connected(*ch, r.error)) return r;
+                          r = measure(*ch, trips, messages);
+                      } catch (const std::exception& e) {
+                          r.error = e.what();
+                      }
+                      return r;
+                  });
+    try {
+        ferry::clean_domain(domain);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ferry-bench: cleaning domain %s: %s\n", domain.c_str(), e.what());
+    }
+    ::unlink(config.c_str());
+    ::rmdir(dir.c_str());
+    return m;
+}
+
+Measurement run_raw(const std::string& transport, std::size_t size, std::size_t trips, std::size_t messages) {
+    Measurement m;
+    const std::uint32_t depth = depth_for(transport);
+    auto ch = make_raw_ping(transport, size, depth, m.error);
+    if (!ch) return m;
+    const auto args = ch->peer_args();
+    return with_peer({"--peer", "raw-" + transport, "--peer-size", std::to_string(size), "--peer-depth",
+                      std::to_string(depth), "--peer-a", args[0], "--peer-b", args[1]},
+                     [&] {
+                         Measurement r;
+                         if (ch->connect(r.error)) r = measure(*ch, trips, messages);
+                         return r;
+                     });
+}
+
+int run_peer(const std::string& kind, std::size_t size, std::uint32_t depth, const std::string& a, const std::string& b) {
+    try {
+        std::string error;
+        std::unique_ptr<Channel> ch;
+        if (kind == "ferry") {
+            ch = make_ferry_channel(a, b, size, false);
+            if (!ferry_wait_connected(*ch, error)) ch.reset();
+        } else if (kind.rfind("raw-", 0) == 0) {
+            ch = make_raw_peer(kind.substr(4), size, depth, a, b, error);
+        } else {
+            error = "unknown peer kind '" + kind + "'";
+        }
+        if (!ch) {
+            std::fprintf(stderr, "ferry-bench peer: %s\n", error.c_str());
+            return 1;
+        }
+        return serve(*ch);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ferry-bench peer: %s\n", e.what());
+        return 1;
+    }
+}
+
+bool plugin_available(const std::vector<ferry::PluginInfo>& plugins, const std::string& name, std::string& why) {
+    for (const auto& p : plugins) {
+        if (p.name != name) continue;
+        if (p.loaded) return true;
+        why = "plugin " + p.path + " refused: " + p.error;
+        return false;
+    }
+    why = "plugin ferry_plugin_" + name + " not built or not on the search path (FERRY_PLUGIN_PATH)";
+    return false;
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+    using namespace bench;
+    CLI::App app{"ferry-bench: latency and throughput of ferry's transports next to the raw OS mechanisms"};
+    std::string transports_arg = "shm,uds,mq,pipe";
+    std::string sizes_arg = "64,4096,65536,1048576,4194304,16777216";
+    std::size_t iterations = 10000;
+    std::string json_path;
+    std::string kinds_arg = "ferry,raw";
+    std::string peer_kind, peer_a, peer_b;
+    std::size_t peer_size = 0;
+    std::uint32_t peer_depth = kDepth;
+    app.add_option("--transports", transports_arg, "comma-separated transports")->capture_default_str();
+    app.add_option("--sizes", sizes_arg, "comma-separated payload sizes in bytes (K/M suffixes allowed)")
+        ->capture_default_str();
+    app.add_option("--iterations", iterations, "round trips per size up to 64 KiB (scaled down above)")
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100000000}));
+    app.add_option("--json", json_path, "write the results as a JSON array to FILE");
+    app.add_option("--kinds", kinds_arg, "what to measure: ferry, raw (the OS baseline) or both")->capture_default_str();
+    // The echo peer, started by the benchmark itself.
+    app.add_option("--peer", peer_kind)->group("");
+    app.add_option("--peer-size", peer_size)->group("");
+    app.add_option("--peer-depth", peer_depth)->group("");
+    app.add_option("--peer-a", peer_a)->group("");
+    app.add_option("--peer-b", peer_b)->group("");
+    CLI11_PARSE(app, argc, argv);
+
+    if (!peer_kind.empty()) return run_peer(peer_kind, peer_size, peer_depth, peer_a, peer_b);
+
+    ::signal(SIGPIPE, SIG_IGN);
+    std::vector<std::size_t> sizes;
+    for (const auto& s : split(sizes_arg)) {
+        std::size_t v = 0;
+        if (!parse_size(s, v) || v < kMinSize) {
+            std::fprintf(stderr, "ferry-bench: bad size '%s' (at least %zu bytes)\n", s.c_str(), kMinSize);
+            return 2;
+        }
+        sizes.push_back(v);
+    }
+    std::vector<std::string> transports;
+    for (const auto& t : split(transports_arg)) {
+        if (t != "shm" && t != "uds" && t != "mq" && t != "pipe") {
+            std::fprintf(stderr, "ferry-bench: unknown transport '%s' (shm, uds, mq, pipe)\n", t.c_str());
+            return 2;
+        }
+        transports.push_back(t);
+    }
+
+    const std::vector<std::string> kinds = split(kinds_arg);
+    for (const auto& k : kinds) {
+        if (k != "ferry" && k != "raw") {
+            std::fprintf(stderr, "ferry-bench: unknown kind '%s' (ferry, raw)\n", k.c_str());
+            return 2;
+        }
+    }
+    const auto plugins = ferry::list_plugins();
+    std::vector<Record> records;
+    const auto started = Clock::now();
+    std::printf("ferry-bench: %zu iterations up to 64 KiB, fs.mqueue.msgsize_max = %zu, %u CPUs\n", iterations,
+                mq_msgsize_max(), std::thread::hardware_concurrency());
+    for (const auto& t : transports) {
+        std::string why;
+        if (!plugin_available(plugins, t, why)) {
+            std::printf("ferry-bench: skipping %s: %s\n", t.c_str(), why.c_str());
+            continue;
+        }
+        for (std::size_t size : sizes) {
+            const std::size_t trips = round_trips_for(t, iterations, size);
+            const std::size_t messages = messages_for(t, iterations, size);
+            for (const char* kind : {"ferry", "raw"}) {
+                if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) continue;
+                const auto t0 = Clock::now();
+                const Measurement m = std::string(kind) == "ferry" ? run_ferry(t, size, trips, messages)
+                                                                   : run_raw(t, size, trips, messages);
+                const Record r = to_record(t, kind, size, trips, messages, m);
+                const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+                if (r.ok)
+                    std::printf("  %-4s %-5s %7s  p50 %9.2f us (send %7.2f)  p99 %9.2f us  %12.0f msgs/s  %8.2f GB/s"
+                                "  (%.1f s)\n",
+                                t.c_str(), kind, size_label(size).c_str(), r.p50_us, r.send_p50_us, r.p99_us,
+                                r.msgs_per_s, r.gb_per_s, secs);
+                else
+                    std::printf("  %-4s %-5s %7s  FAILED: %s\n", t.c_str(), kind, size_label(size).c_str(),
+                                r.error.c_str());
+                std::fflush(stdout);
+                records.push_back(r);
+            }
+        }
+    }
+    std::printf("\n");
+    print_table(std::cout, records);
+    std::cout << '\n';
+    print_targets(std::cout, records);
+    std::printf("\ntotal %.1f s\n", std::chrono::duration<double>(Clock::now() - started).count());
+
+    if (!json_path.empty()) {
+        std::ofstream out(json_path);
+        write_json(out, records);
+        if (!out) {
+            std::fprintf(stderr, "ferry-bench: cannot write %s\n", json_path.c_str());
+            return 1;
+        }
+    }
+    const bool any_failed = std::any_of(records.begin(), records.end(), [](const Record& r) { return !r.ok; });
+    if (records.empty()) std::fprintf(stderr, "ferry-bench: nothing was measured\n");
+    return any_failed || records.empty() ? 1 : 0;
+}
