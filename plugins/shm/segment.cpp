@@ -56,6 +56,12 @@ Status create_segment(const std::string& name,
                               " free; lower the topic's max_message_size or depth, or enlarge /dev/shm");
         }
         UniqueFd fd(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0777));
+        if (!fd.valid() && errno == EEXIST) {
+            // Our names carry our own pid and a per-process serial: an existing object is left
+            // over by a dead process that had the same pid.
+            ::shm_unlink(path.c_str());
+            fd.reset(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0777));
+        }
         if (!fd.valid()) {
             const int err = errno;
             return transport::os_error(transport::errc_from_errno(err), "shm: cannot create segment " + name, err);

@@ -38,7 +38,8 @@ private:
 // and maps it read-write. Checks the free space of /dev/shm first: tmpfs allocates pages on
 // first touch, and a touch that finds the file system full is a SIGBUS, not an error code.
 // With `prefault` the pages are reserved up front (posix_fallocate). On failure nothing is
-// left behind.
+// left behind. `name` must embed the caller's own endpoint id (pid + serial): an existing
+// object of that name can only be a dead process's leftover, and is replaced.
 transport::Status create_segment(const std::string& name,
                                  std::size_t size,
                                  std::uint32_t mode,

@@ -1048,3 +1048,24 @@ TEST_CASE("shm readers coming and going while a writer publishes: the others los
     for (auto& l : loans) REQUIRE(w->loan(64, l));
     for (auto& l : loans) w->release(l);
 }
+
+TEST_CASE("shm replaces a stale segment left under its own name by a dead process", "[shm]") {
+    World world;
+    auto wp = world.params();
+    const std::string name = "/" + ferry::transport::object_name(world.domain, wp.endpoint_id, "shm");
+    const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 123) == 0);
+    ::close(fd);
+    auto rp = world.params();
+    auto w = world.writer(wp);
+    auto r = world.reader(rp);
+    connect(*w, wp, *r, rp);
+    REQUIRE(publish(*w, 9, 64));
+    std::uint64_t seq = 0;
+    REQUIRE(receive(*r, seq, in(1000ms)));
+    CHECK(seq == 9);
+    w.reset();
+    r.reset();
+    CHECK(world.leftovers().empty());
+}
