@@ -685,6 +685,64 @@ TEST_CASE("uds: sync_readers connects and forgets readers", "[uds][sync]") {
     CHECK(writer->reader_count() == 2);
 }
 
+TEST_CASE("uds: sync_readers racing commits keeps every reader's order", "[uds][sync]") {
+    Env env;
+    const auto rp1 = env.params();
+    const auto rp2 = env.params();
+    auto r1 = env.reader(rp1);
+    auto r2 = env.reader(rp2);
+    auto wp = env.params();
+    wp.block_timeout = 5s;
+    auto writer = env.writer(wp);
+    writer->sync_readers({peer(rp1), peer(rp2)});
+    constexpr std::uint64_t kCount = 20000;
+
+    std::atomic<bool> stop{false};
+    std::thread discovery([&] {
+        // r2 keeps being dropped and reconnected; r1 is always listed.
+        while (!stop) {
+            writer->sync_readers({peer(rp1)});
+            writer->sync_readers({peer(rp1), peer(rp2)});
+        }
+    });
+    std::atomic<std::uint64_t> r1_next{0};
+    std::atomic<bool> r1_ok{true};
+    std::atomic<std::uint64_t> r2_count{0};
+    std::atomic<bool> r2_ok{true};
+    std::thread t1([&] {
+        ft::Status st;
+        for (std::uint64_t i = 0; i < kCount; ++i) {
+            if (take_one(*r1, st, ft::Clock::now() + 10s) != i) {
+                r1_ok = false;
+                return;
+            }
+            r1_next = i + 1;
+        }
+    });
+    std::thread t2([&] {
+        ft::Status st;
+        std::uint64_t last = 0;
+        for (;;) {
+            const std::uint64_t seq = take_one(*r2, st, ft::Clock::now() + 300ms);
+            if (!st) return;
+            if (seq == ~std::uint64_t{0} || (r2_count > 0 && seq <= last)) r2_ok = false;
+            last = seq;
+            ++r2_count;
+        }
+    });
+    for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(send(*writer, i, 100).is_ok());
+    stop = true;
+    discovery.join();
+    t1.join();
+    t2.join();
+    CHECK(r1_ok);
+    CHECK(r1_next == kCount);
+    CHECK(r2_ok);
+    CHECK(r2_count > 0);
+    CHECK(r1->lost() == 0);
+    CHECK(r2->lost() == 0);
+}
+
 TEST_CASE("uds: sockets get the topic's mode and nothing is left behind", "[uds][cleanup]") {
     const auto overflow = GENERATE(ft::Overflow::block, ft::Overflow::fail, ft::Overflow::drop_oldest);
     Env env;
