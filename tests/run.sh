@@ -5,6 +5,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 "$root/tools/install-deps.sh"
+# POSIX queues are listed (and leaks found) through the mqueue file system; mount it if missing.
+if [ ! -d /dev/mqueue ] || ! mountpoint -q /dev/mqueue; then
+  if [ "$(id -u)" -eq 0 ]; then mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue || true; fi
+fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_WARNINGS_AS_ERRORS=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 status=0

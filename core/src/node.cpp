@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include <ferry/error.hpp>
+#include <ferry/introspection.hpp>
 
 #include "config/config.hpp"
 #include "loader/plugin_loader.hpp"

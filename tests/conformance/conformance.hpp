@@ -51,7 +51,7 @@ struct Registrar {
     static void FERRY_CONF_CAT(conf_case_, __LINE__)(const std::string& transport)
 
 struct QosOverrides {
-    std::uint32_t depth = 16;
+    std::uint32_t depth = 8;  // fits a POSIX queue under the default fs.mqueue.msg_max (10)
     std::string overflow = "block";
     std::string max_message_size = "1MiB";
     int block_timeout_ms = 1000;
