@@ -15,7 +15,7 @@ struct Pose {
 
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(frame, x, y, theta, covariance);
+        ar(CEREAL_NVP(frame), CEREAL_NVP(x), CEREAL_NVP(y), CEREAL_NVP(theta), CEREAL_NVP(covariance));
     }
 };
 

@@ -241,7 +241,7 @@ TEST_CASE("topic list shows type, transport, endpoint counts and rates of live t
     CHECK(t["messages_per_s"].num > 50);   // talker sends 100/s
     CHECK(t["messages_per_s"].num < 200);
     CHECK(t["bytes_per_s"].num == Approx(t["messages_per_s"].num * 64).epsilon(0.01));  // 64-byte messages
-    CHECK(t["qos"]["depth"].num == 16);
+    CHECK(t["qos"]["depth"].num == 8);  // examples/configs/uds.toml
     CHECK(t["endpoints"].arr.size() == 2);
 
     r = d.ferry({"topic", "list"});
@@ -286,7 +286,7 @@ TEST_CASE("topic echo prints a user type as JSON through its type-support module
     auto r = d.ferry({"topic", "echo", "pose", "-n", "1", "--types", kTypes, "--timeout", "20"});
     REQUIRE(r.code == 0);
     CHECK(lines(r.output).at(0) ==
-          R"({"value0":"map","value1":1.5,"value2":-2.25,"value3":0.125,"value4":[0.5,0.0,0.5]})");
+          R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})");
 
     r = d.ferry({"topic", "echo", "pose", "-n", "1", "--types", kTypes, "--json", "--timeout", "20"});
     REQUIRE(r.code == 0);
@@ -294,10 +294,10 @@ TEST_CASE("topic echo prints a user type as JSON through its type-support module
     CHECK(msg["type"].str == "demo/Pose");
     CHECK(msg["sequence"].num >= 1);
     CHECK(msg["latency_ns"].num > 0);
-    CHECK(msg["data"]["value0"].str == "map");
-    CHECK(msg["data"]["value1"].num == 1.5);
-    CHECK(msg["data"]["value2"].num == -2.25);
-    CHECK(msg["data"]["value4"].arr.size() == 3);
+    CHECK(msg["data"]["frame"].str == "map");
+    CHECK(msg["data"]["x"].num == 1.5);
+    CHECK(msg["data"]["y"].num == -2.25);
+    CHECK(msg["data"]["covariance"].arr.size() == 3);
 
     SECTION("without type support: a header line and a hex preview") {
         r = d.ferry({"topic", "echo", "pose", "-n", "1", "--timeout", "20"});
@@ -320,14 +320,14 @@ TEST_CASE("topic pub reaches a subscriber: a string, and JSON of a user type", "
     Child pose_sub = d.spawn("ferry_tool_helper", {"sub-pose", "pose", "2"});
     REQUIRE(ferry::test::wait_until([&] { return output_has(pose_sub, "ready"); }, 10s));
     r = d.ferry({"topic", "pub", "pose", "--types", kTypes, "-n", "2", "--rate", "50", "--json",
-                 R"({"value0":"odom","value1":3.5,"value2":-1,"value3":0.5,"value4":[1,2]})"});
+                 R"({"frame":"odom","x":3.5,"y":-1,"theta":0.5,"covariance":[1,2]})"});
     CHECK(r.code == 0);
     CHECK(json_line(r.output)["published"].num == 2);
     REQUIRE(pose_sub.wait(10s) == 0);
     CHECK(pose_sub.output().find("pose: odom 3.5 -1 0.5 [ 1 2 ]\npose: odom 3.5 -1 0.5 [ 1 2 ]\n") != std::string::npos);
 
     SECTION("JSON that is not the type is a runtime error") {
-        r = d.ferry({"topic", "pub", "pose2", "--type", "demo/Pose", "--types", kTypes, R"({"value0":"odom","value1":"x"})"});
+        r = d.ferry({"topic", "pub", "pose2", "--type", "demo/Pose", "--types", kTypes, R"({"frame":"odom","x":"x"})"});
         CHECK(r.code == 1);
         CHECK(std::regex_match(r.output, std::regex("ferry: cannot convert JSON to demo/Pose: [^\n]+\n")));
     }

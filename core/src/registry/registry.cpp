@@ -261,8 +261,8 @@ Registry::Registry(std::string domain, bool join, std::uint32_t mode) : domain_(
                         }
                     }
                     if (!joined_) throw Error(Errc::no_resources, "registry of domain " + domain_ + " is full (256 processes)");
+                    purge_locked();
                 }
-                purge_locked();
                 return;
             }
         }
