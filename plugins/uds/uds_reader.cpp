@@ -19,6 +19,7 @@ constexpr std::size_t kChunkSize = 256 * 1024;
 constexpr std::size_t kMaxFreeSmall = 16;
 constexpr std::size_t kMaxFreeLarge = 2;
 constexpr std::size_t kMaxConnections = 1024;
+constexpr int kAcceptBatch = 64;  // per wake-up, so a connection storm cannot starve the frames
 // epoll tags of the two fixed descriptors; connections are tagged with their Conn*.
 constexpr std::uint64_t kWakeTag = 1;
 constexpr std::uint64_t kListenTag = 2;
@@ -219,20 +220,33 @@ UdsReader::Recv UdsReader::receive(SampleBuffer& out, Clock::time_point deadline
 
 bool UdsReader::try_parse_any(SampleBuffer& out) {
     for (;;) {
+        // Greetings first and in accept order: every connection knows its writer, and so
+        // whether it must wait behind an older one, before any frame is taken.
+        bool rescan = false;
+        for (std::size_t i = 0; i < conns_.size() && !rescan; ++i) {
+            Conn& conn = *conns_[i];
+            if (conn.hello || conn.chunk == nullptr || conn.fill - conn.pos < kHeaderSize) continue;
+            std::string why;
+            if (try_parse(conn, out, why) == Parse::bad) {
+                transport::log(*host_, transport::LogLevel::warn, "uds: reader " + path_ + " drops a connection: " + why);
+                close_conn(i, true);
+                rescan = true;
+            }
+        }
+        if (rescan) continue;
         if (interest_dirty_) update_interest();
         const std::size_t n = conns_.size();
-        bool rescan = false;
         for (std::size_t k = 0; k < n && !rescan; ++k) {
             const std::size_t i = (rr_ + k) % n;
             Conn& conn = *conns_[i];
-            if (conn.blocked || conn.chunk == nullptr || conn.fill - conn.pos < kHeaderSize) continue;
+            if (!conn.hello || conn.blocked || conn.fill - conn.pos < kHeaderSize) continue;
             std::string why;
             switch (try_parse(conn, out, why)) {
                 case Parse::frame:
                     rr_ = i + 1;
                     return true;
-                case Parse::incomplete: break;
-                case Parse::hello: rescan = true; break;
+                case Parse::incomplete:
+                case Parse::hello: break;
                 case Parse::bad:
                     transport::log(*host_, transport::LogLevel::warn,
                                    "uds: reader " + path_ + " drops a connection: " + why);
@@ -334,7 +348,7 @@ bool UdsReader::read_conn(Conn& conn) {
 }
 
 void UdsReader::accept_all() {
-    for (;;) {
+    for (int accepted = 0; accepted < kAcceptBatch; ++accepted) {
         UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd.valid()) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -342,7 +356,7 @@ void UdsReader::accept_all() {
                 transport::log(*host_, transport::LogLevel::warn,
                                "uds: reader " + path_ + " cannot accept: " + std::strerror(errno));
             }
-            return;
+            break;
         }
         if (conns_.size() >= kMaxConnections) {
             transport::log(*host_, transport::LogLevel::warn,
@@ -358,6 +372,17 @@ void UdsReader::accept_all() {
         }
         conn->registered = true;
         conns_.push_back(std::move(conn));
+    }
+    // A writer greets right after connect(), so an older connection's greeting is already in
+    // its socket when a newer one is accepted: reading greetings now (of every connection that
+    // has none yet) gives connections their writer id in accept order.
+    for (auto& conn : conns_) {
+        if (conn->hello) continue;
+        prepare_space(*conn);
+        const std::size_t have = conn->fill - conn->pos;
+        if (have >= kHeaderSize) continue;
+        const ssize_t n = ::recv(conn->fd.get(), conn->chunk->mem.get() + conn->fill, kHeaderSize - have, MSG_DONTWAIT);
+        if (n > 0) conn->fill += static_cast<std::size_t>(n);
     }
 }
 
@@ -379,17 +404,10 @@ void UdsReader::close_conn(std::size_t index, bool torn) {
 // is open: that keeps per-writer order when a writer reconnected while its previous
 // connection still held frames.
 void UdsReader::update_interest() {
-    for (std::size_t i = 0; i < conns_.size(); ++i) {
-        Conn& conn = *conns_[i];
-        conn.blocked = false;
-        if (conn.hello) {
-            for (std::size_t j = 0; j < i; ++j) {
-                if (conns_[j]->hello && conns_[j]->writer_id == conn.writer_id) {
-                    conn.blocked = true;
-                    break;
-                }
-            }
-        }
+    first_of_writer_.clear();
+    for (auto& c : conns_) {
+        Conn& conn = *c;
+        conn.blocked = conn.hello && !first_of_writer_.insert(conn.writer_id).second;
         if (conn.blocked == !conn.registered) continue;
         if (conn.blocked) {
             ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);

@@ -195,6 +195,7 @@ private:
     // Receive state: used by the thread in take() (direct mode) or by the drain thread.
     std::vector<std::unique_ptr<Conn>> conns_;
     std::vector<Conn*> ready_;
+    std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
     bool interest_dirty_ = false;
     std::size_t rr_ = 0;
 
