@@ -88,7 +88,7 @@ std::shared_ptr<PublisherCore> PublisherCore::create(const EndpointSpec& spec) {
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot advertise '" + spec.topic + "': " + added.error);
     core->registered_ = true;
     core->counters_ = added.counters;
-    spec.participant->add(core);
+    spec.participant->add(core.get());
     spec.participant->sync_now(*core);
     return core;
 }
@@ -195,7 +195,7 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create(const EndpointSpec& spec,
     auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_, spec.node);
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot subscribe to '" + spec.topic + "': " + added.error);
     core->registered_ = true;
-    spec.participant->add(core);
+    spec.participant->add(core.get());
     spec.participant->sync_now(*core);
     if (callback) {
         SubscriberCore* raw = core.get();

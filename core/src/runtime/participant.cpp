@@ -100,7 +100,7 @@ std::uint64_t Participant::next_endpoint_id() noexcept {
     return transport::make_endpoint_id(::getpid(), ++serial_);
 }
 
-void Participant::add(const std::shared_ptr<Endpoint>& ep) {
+void Participant::add(Endpoint* ep) {
     std::lock_guard<std::mutex> lock(s_->mu);
     s_->endpoints.push_back(ep);
 }
@@ -108,12 +108,7 @@ void Participant::add(const std::shared_ptr<Endpoint>& ep) {
 void Participant::remove(const Endpoint* ep) {
     std::lock_guard<std::mutex> lock(s_->mu);
     auto& eps = s_->endpoints;
-    eps.erase(std::remove_if(eps.begin(), eps.end(),
-                                    [ep](const std::weak_ptr<Endpoint>& w) {
-                                        auto s = w.lock();
-                                        return !s || s.get() == ep;
-                                    }),
-              eps.end());
+    eps.erase(std::remove(eps.begin(), eps.end(), ep), eps.end());
 }
 
 void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints()); }
@@ -135,14 +130,8 @@ void Participant::run(std::shared_ptr<Shared> s) {
             if (gen != seen || periodic) {
                 seen = registry.generation();
                 const auto all = registry.endpoints();
-                std::vector<std::shared_ptr<Endpoint>> local;
-                {
-                    std::lock_guard<std::mutex> lock(s->mu);
-                    for (auto& w : s->endpoints)
-                        if (auto s = w.lock()) local.push_back(std::move(s));
-                }
-                for (auto& ep : local) ep->sync_peers(all);
-                // Dropping the last reference here may destroy an endpoint: fine on this thread.
+                std::lock_guard<std::mutex> lock(s->mu);
+                for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
             registry.wait_for_change(seen, next_purge);
         } catch (const std::exception& e) {

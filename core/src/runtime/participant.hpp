@@ -37,7 +37,9 @@ public:
     const std::string& runtime_dir() const noexcept { return s_->runtime_dir; }
     std::uint64_t next_endpoint_id() noexcept;
 
-    void add(const std::shared_ptr<Endpoint>& ep);
+    // The discovery thread syncs `ep` until remove(ep), which waits for a sync in progress:
+    // an endpoint is always destroyed by its owner's thread, never by the discovery thread.
+    void add(Endpoint* ep);
     void remove(const Endpoint* ep);
     // Syncs one endpoint now, from the caller's thread (right after it was registered).
     void sync_now(Endpoint& ep);
@@ -52,7 +54,7 @@ private:
         Registry registry;
         std::string runtime_dir;
         std::mutex mu;
-        std::vector<std::weak_ptr<Endpoint>> endpoints;
+        std::vector<Endpoint*> endpoints;  // guarded by `mu`, held during every sync
         std::atomic<bool> stop{false};
     };
     static void run(std::shared_ptr<Shared> s);
