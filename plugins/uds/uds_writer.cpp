@@ -136,9 +136,10 @@ Status UdsWriter::deliver(std::byte* frame, std::size_t total) {
         } else if (n > 0) {
             pending_.push_back({&conn, static_cast<std::size_t>(n)});
         } else if (n < 0 && is_retry(errno)) {
-            if (drop_oldest) {
-                ++conn.dropped;
-            } else if (params_.overflow == transport::Overflow::fail) {
+            // drop_oldest: the reader's drain thread empties its socket all the time and drops
+            // the oldest itself, so a full socket is a moment's wait, and skipping this frame
+            // would drop the newest. Only a reader that stopped draining costs block_timeout.
+            if (params_.overflow == transport::Overflow::fail) {
                 worst = Errc::would_block;
                 ++full;
             } else {
@@ -184,6 +185,7 @@ Status UdsWriter::deliver(std::byte* frame, std::size_t total) {
         for (Pending& p : pending_) {
             if (p.sent == 0) {
                 ++full;
+                if (drop_oldest) ++p.conn->dropped;  // reported in the next frame's header
             } else {
                 // Half a frame is in the socket: closing the connection is the only way to keep
                 // the reader from ever seeing a torn message. The next sync reconnects.
