@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     app.add_flag("--quiet", quiet, "print only the summary");
     app.add_option("--progress-ms", progress_ms, "print 'progress received R corrupt C' this often (for scripts)");
     CLI11_PARSE(app, argc, argv);
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear as they happen, even in a pipe
 
     std::uint64_t received = 0, corrupt = 0, out_of_order = 0;
     std::map<std::uint64_t, std::uint64_t> last_index;  // per publisher

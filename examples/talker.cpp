@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     app.add_option("--wait-timeout", wait_timeout, "seconds to wait for them");
     app.add_flag("--quiet", quiet, "print only the summary");
     CLI11_PARSE(app, argc, argv);
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear as they happen, even in a pipe
 
     try {
         ferry::Node node("talker");
