@@ -2,12 +2,13 @@
 // the raw OS mechanism underneath it, between two real processes.
 //
 //   ferry-bench [--transports shm,uds,mq,pipe] [--sizes 64,4096,...] [--iterations N] [--json FILE]
-//               [--kinds ferry,raw] [--repeat R]
+//               [--kinds ferry,raw] [--repeat R] [--pin]
 //
 // For each transport and size it spawns itself as the echo peer (`--peer ...`, hidden), once
 // through ferry (a fresh FERRY_DOMAIN and a generated config) and once through the raw
 // mechanism, and measures ping-pong latency (one way = round trip / 2) and one-direction
 // throughput. Exits 1 if any measurement failed, 2 on bad arguments.
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -42,6 +43,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kDepth = 16;
+int g_peer_cpu = -1;  // --pin: the CPU the peer pins itself to
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
@@ -101,6 +103,7 @@ public:
     bool spawn(const std::vector<std::string>& args, std::string& error) {
         std::vector<std::string> argv{self_exe()};
         argv.insert(argv.end(), args.begin(), args.end());
+        if (g_peer_cpu >= 0) argv.insert(argv.end(), {"--peer-cpu", std::to_string(g_peer_cpu)});
         std::vector<char*> cargv;
         for (auto& a : argv) cargv.push_back(a.data());
         cargv.push_back(nullptr);
@@ -283,6 +286,14 @@ int run_peer(const std::string& kind, std::size_t size, std::uint32_t depth, con
     }
 }
 
+// Pins the calling process (and the threads it starts later) to one CPU.
+bool pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
 bool plugin_available(const std::vector<ferry::PluginInfo>& plugins, const std::string& name, std::string& why) {
     for (const auto& p : plugins) {
         if (p.name != name) continue;
@@ -309,6 +320,8 @@ int main(int argc, char** argv) {
     std::string peer_kind, peer_a, peer_b;
     std::size_t peer_size = 0;
     std::uint32_t peer_depth = kDepth;
+    bool pin = false;
+    int peer_cpu = -1;
     app.add_option("--transports", transports_arg, "comma-separated transports")->capture_default_str();
     app.add_option("--sizes", sizes_arg, "comma-separated payload sizes in bytes (K/M suffixes allowed)")
         ->capture_default_str();
@@ -318,6 +331,7 @@ int main(int argc, char** argv) {
     app.add_option("--repeat", repeat, "measure every cell this many times and keep the median (odd numbers)")
         ->capture_default_str()
         ->check(CLI::Range(std::size_t{1}, std::size_t{99}));
+    app.add_flag("--pin", pin, "pin the ping process to CPU 0 and the peer to CPU 1");
     app.add_option("--json", json_path, "write the results as a JSON array to FILE");
     app.add_option("--kinds", kinds_arg, "what to measure: ferry, raw (the OS baseline) or both")->capture_default_str();
     // The echo peer, started by the benchmark itself.
@@ -326,9 +340,20 @@ int main(int argc, char** argv) {
     app.add_option("--peer-depth", peer_depth)->group("");
     app.add_option("--peer-a", peer_a)->group("");
     app.add_option("--peer-b", peer_b)->group("");
+    app.add_option("--peer-cpu", peer_cpu)->group("");
     CLI11_PARSE(app, argc, argv);
 
-    if (!peer_kind.empty()) return run_peer(peer_kind, peer_size, peer_depth, peer_a, peer_b);
+    if (!peer_kind.empty()) {
+        if (peer_cpu >= 0 && !pin_to_cpu(peer_cpu)) std::perror("ferry-bench peer: sched_setaffinity");
+        return run_peer(peer_kind, peer_size, peer_depth, peer_a, peer_b);
+    }
+    if (pin) {
+        if (std::thread::hardware_concurrency() < 2 || !pin_to_cpu(0)) {
+            std::fprintf(stderr, "ferry-bench: --pin needs two CPUs to pin to\n");
+            return 2;
+        }
+        g_peer_cpu = 1;
+    }
 
     ::signal(SIGPIPE, SIG_IGN);
     std::vector<std::size_t> sizes;
