@@ -65,8 +65,9 @@ class Loan {
     static_assert(std::is_trivially_copyable_v<T>, "loan<T>() needs a trivially copyable T");
 
 public:
+    // Default-initialised, not zeroed: a 4 MiB frame is not cleared before you fill it.
     explicit Loan(RawLoan raw) : raw_(std::move(raw)) {
-        if (raw_.valid()) new (raw_.data()) T();
+        if (raw_.valid()) new (raw_.data()) T;
     }
     bool valid() const noexcept { return raw_.valid(); }
     T* get() const noexcept { return std::launder(reinterpret_cast<T*>(raw_.data())); }

@@ -69,8 +69,8 @@ public:
         }
     }
 
-    // Zero-copy: a T default-constructed in place in the transport's buffer (shared memory on
-    // shm). Fill it, then loan.publish().
+    // Zero-copy: a T default-initialised (not zeroed) in place in the transport's buffer (shared
+    // memory on shm). Fill it, then loan.publish().
     Loan<T> loan(Status* status = nullptr) { return Loan<T>(RawPublisher::loan(sizeof(T), status)); }
     // Zero-copy of `size` raw bytes (for Bytes-like topics).
     RawLoan loan(std::size_t size, Status* status = nullptr) { return RawPublisher::loan(size, status); }
