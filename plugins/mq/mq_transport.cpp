@@ -23,6 +23,8 @@ constexpr std::uint64_t kHardMsgSizeMax = 16u << 20;
 // Per-message bookkeeping the kernel charges to RLIMIT_MSGQUEUE besides the payload
 // (struct msg_msg pointer and tree node): generous, so the check errs on the safe side.
 constexpr std::uint64_t kKernelPerMessage = 64;
+// Smallest unit create_reader falls back to when RLIMIT_MSGQUEUE cannot hold full-size units.
+constexpr std::uint64_t kMinUnit = 1024;
 
 bool read_u64(const char* path, std::uint64_t& value) {
     std::ifstream in(path);
@@ -85,7 +87,9 @@ Status check_limits(const TopicParams& params, const MqLimits& limits) {
         return Status(Errc::invalid_argument, "mq: fs.mqueue.msgsize_max = " + str(limits.msgsize_max) +
                                                   " is above the kernel's own ceiling " + str(kHardMsgSizeMax));
     }
-    const std::uint64_t bytes = depth * (unit + kKernelPerMessage);
+    // create_reader falls back to smaller units when the user's queues already use most of
+    // RLIMIT_MSGQUEUE; refuse only when even the smallest cannot fit.
+    const std::uint64_t bytes = depth * (std::min(unit, kMinUnit) + kKernelPerMessage);
     if (limits.rlimit_bytes != 0 && bytes > limits.rlimit_bytes) {
         return Status(Errc::no_resources,
                       "mq: a queue of depth " + str(depth) + " with " + str(unit) + "-byte units needs about " +
@@ -144,6 +148,17 @@ Status MqTransport::create_reader(const TopicParams& params, std::unique_ptr<Rea
             // The id is ours: a queue of that name is a leftover of a dead process that had our pid.
             ::mq_unlink(name.c_str());
             q = ::mq_open(name.c_str(), flags, static_cast<mode_t>(params.mode), &attr);
+        }
+        // EMFILE here is mostly RLIMIT_MSGQUEUE, shared by all queues of the user: smaller units
+        // (more fragments per message) may still fit.
+        while (q == static_cast<mqd_t>(-1) && errno == EMFILE && attr.mq_msgsize / 2 >= static_cast<long>(kMinUnit)) {
+            attr.mq_msgsize /= 2;
+            q = ::mq_open(name.c_str(), flags, static_cast<mode_t>(params.mode), &attr);
+            if (q != static_cast<mqd_t>(-1)) {
+                log(host_, LogLevel::info,
+                    "mq: RLIMIT_MSGQUEUE is nearly used up; queue " + name + " uses " + str(attr.mq_msgsize) +
+                        "-byte units (raise it with `ulimit -q` for fewer fragments)");
+            }
         }
         if (q == static_cast<mqd_t>(-1)) {
             const int err = errno;

@@ -52,8 +52,14 @@ public:
     MqWriter(const Host& host, const TopicParams& params);
 
 protected:
-    Status open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size) noexcept override;
+    Status open_receiver(const PeerInfo& reader,
+                         UniqueFd& fd,
+                         std::size_t& unit_size,
+                         std::string& object) noexcept override;
     void reclaim_receiver(const PeerInfo& reader) noexcept override;
+    // drop_oldest: the writer itself discards the oldest units of a full queue, so the newest
+    // message always gets in even when the reader's drain thread lags.
+    ReceiverHooks hooks() const noexcept override;
 };
 
 class MqReader final : public FragmentingReader {

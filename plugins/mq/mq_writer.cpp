@@ -1,6 +1,9 @@
 #include <mqueue.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <new>
 
 #include "mq_transport.hpp"
 
@@ -13,16 +16,55 @@ int send_unit(int fd, const std::byte* unit, std::size_t len) noexcept {
     return errno;
 }
 
+std::size_t discard_oldest(int fd, std::uint32_t units) noexcept {
+    struct mq_attr attr {};
+    if (::mq_getattr(static_cast<mqd_t>(fd), &attr) != 0) return 0;
+    const long want = std::min<long>(units, attr.mq_maxmsg) - (attr.mq_maxmsg - attr.mq_curmsgs);
+    thread_local std::unique_ptr<char[]> scratch;
+    thread_local std::size_t scratch_size = 0;
+    const auto need = static_cast<std::size_t>(attr.mq_msgsize);
+    if (scratch_size < need) {
+        scratch.reset(new (std::nothrow) char[need]);
+        scratch_size = scratch ? need : 0;
+        if (!scratch) return 0;
+    }
+    std::size_t removed = 0;
+    for (long i = 0; i < want; ++i) {
+        if (::mq_receive(static_cast<mqd_t>(fd), scratch.get(), scratch_size, nullptr) < 0) break;
+        ++removed;
+    }
+    return removed;
+}
+
+bool queue_exists(const char* name) noexcept {
+    const mqd_t q = ::mq_open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (q == static_cast<mqd_t>(-1)) return errno != ENOENT;
+    ::mq_close(q);
+    return true;
+}
+
 }  // namespace
+
+ReceiverHooks MqWriter::hooks() const noexcept {
+    ReceiverHooks h;
+    if (params_.overflow == Overflow::drop_oldest) h.make_room = &discard_oldest;
+    h.still_there = &queue_exists;
+    return h;
+}
 
 MqWriter::MqWriter(const Host& host, const TopicParams& params)
     : FragmentingWriter(host, params, &send_unit, "mq", false) {}
 
-Status MqWriter::open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size) noexcept {
+Status MqWriter::open_receiver(const PeerInfo& reader,
+                               UniqueFd& fd,
+                               std::size_t& unit_size,
+                               std::string& object) noexcept {
     try {
         const std::string name = queue_name(params_, reader.endpoint_id);
         // A Linux mqd_t is a file descriptor: poll() reports POLLOUT when the queue has room.
-        const mqd_t q = ::mq_open(name.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        // drop_oldest also reads, to discard the oldest units of a full queue.
+        const int access = params_.overflow == Overflow::drop_oldest ? O_RDWR : O_WRONLY;
+        const mqd_t q = ::mq_open(name.c_str(), access | O_NONBLOCK | O_CLOEXEC);
         if (q == static_cast<mqd_t>(-1)) {
             const int err = errno;
             return os_error(err == ENOENT ? Errc::closed : errc_from_errno(err), "mq: cannot open queue " + name, err);
@@ -36,6 +78,7 @@ Status MqWriter::open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t
         }
         fd = std::move(f);
         unit_size = static_cast<std::size_t>(attr.mq_msgsize);
+        object = name;
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources, "mq: out of memory");

@@ -24,13 +24,21 @@ std::size_t pipe_max_size() {
     return 1u << 20;
 }
 
-// depth units of PIPE_BUF, but never less than the default 64 KiB (a smaller pipe only slows
-// large messages down); the kernel rounds up to a power of two pages.
-std::size_t wanted_pipe_size(std::uint32_t depth) {
-    const std::size_t want = std::max<std::size_t>(64u << 10, static_cast<std::size_t>(depth) * kUnitSize);
+std::size_t round_to_pages(std::size_t bytes) {
     std::size_t size = 4096;
-    while (size < want) size <<= 1;
+    while (size < bytes) size <<= 1;
     return size;
+}
+
+// What depth asks for: depth units of PIPE_BUF (the kernel rounds to a power of two pages).
+std::size_t depth_pipe_size(std::uint32_t depth) { return round_to_pages(static_cast<std::size_t>(depth) * kUnitSize); }
+
+// Never less than the default 64 KiB (a smaller pipe only slows large messages down);
+// drop_oldest asks for 1 MiB so that a writer rarely finds the pipe full while the drain
+// thread is descheduled. Pages are only allocated when written.
+std::size_t wanted_pipe_size(const TopicParams& params) {
+    const std::size_t floor = params.overflow == Overflow::drop_oldest ? (1u << 20) : (64u << 10);
+    return std::max(depth_pipe_size(params.depth), round_to_pages(std::min(floor, pipe_max_size())));
 }
 
 }  // namespace
@@ -47,13 +55,13 @@ Status PipeTransport::validate(const TopicParams& params) const noexcept {
     }
     if (params.depth == 0) return Status(Errc::invalid_argument, "pipe: depth must be at least 1");
     if (params.runtime_dir.empty()) return Status(Errc::invalid_argument, "pipe: no runtime directory");
-    const std::size_t size = wanted_pipe_size(params.depth);
+    const std::size_t size = depth_pipe_size(params.depth);
     const std::size_t max = pipe_max_size();
-    if (size > max && ::geteuid() != 0) {
+    if (size > max) {
         return Status(Errc::no_resources,
                       "pipe: depth " + std::to_string(params.depth) + " needs a pipe of " + std::to_string(size) +
-                          " bytes but fs.pipe-max-size is " + std::to_string(max) +
-                          "; raise it with `sysctl fs.pipe-max-size=" + std::to_string(size) +
+                          " bytes (depth x PIPE_BUF) but fs.pipe-max-size is " + std::to_string(max) +
+                          "; raise it with `sysctl -w fs.pipe-max-size=" + std::to_string(size) +
                           "` or lower the topic's depth");
     }
     return Status::ok();
@@ -91,7 +99,7 @@ Status PipeTransport::create_reader(const TopicParams& params, std::unique_ptr<R
         if (!self_fd.valid()) return fail("pipe: cannot open FIFO for writing");
         UniqueFd wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!wake_fd.valid()) return fail("pipe: cannot create eventfd for");
-        const std::size_t size = wanted_pipe_size(params.depth);
+        const std::size_t size = wanted_pipe_size(params);
         if (::fcntl(read_fd.get(), F_SETPIPE_SZ, static_cast<int>(size)) < 0) {
             log(host_, LogLevel::warn,
                 "pipe: cannot size FIFO " + path + " to " + std::to_string(size) + " bytes (" +

@@ -40,7 +40,10 @@ public:
     PipeWriter(const Host& host, const TopicParams& params);
 
 protected:
-    Status open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size) noexcept override;
+    Status open_receiver(const PeerInfo& reader,
+                         UniqueFd& fd,
+                         std::size_t& unit_size,
+                         std::string& object) noexcept override;
     void reclaim_receiver(const PeerInfo& reader) noexcept override;
 };
 

@@ -24,7 +24,10 @@ int write_unit(int fd, const std::byte* unit, std::size_t len) noexcept {
 PipeWriter::PipeWriter(const Host& host, const TopicParams& params)
     : FragmentingWriter(host, params, &write_unit, "pipe", true) {}
 
-Status PipeWriter::open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size) noexcept {
+Status PipeWriter::open_receiver(const PeerInfo& reader,
+                                 UniqueFd& fd,
+                                 std::size_t& unit_size,
+                                 std::string& object) noexcept {
     try {
         const std::string path = runtime_path(params_.runtime_dir, params_.domain, reader.endpoint_id, "fifo");
         // O_NONBLOCK: fails with ENXIO instead of waiting when nobody has the FIFO open for reading.
@@ -40,6 +43,7 @@ Status PipeWriter::open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size
         }
         fd = std::move(f);
         unit_size = kUnitSize;
+        object = path;
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources, "pipe: out of memory");

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/transport.hpp>
@@ -109,7 +110,7 @@ TEST_CASE("mq: a queue that does not fit RLIMIT_MSGQUEUE is refused with how to 
     REQUIRE(::pipe(msg) == 0);
     Child child = Child::fork([&] {
         struct rlimit rl {
-            16384, 16384
+            4096, 4096
         };
         if (::setrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return 10;
         const Status s = env.transport.validate(env.peer(p, ::getpid(), 1));
@@ -144,4 +145,86 @@ TEST_CASE("mq: small topics get small units - large ones msgsize_max units", "[m
     w->sync_readers({info(small)});
     REQUIRE(send(*w, 100, seed_of(1, 0)));
     CHECK(take(*r, in(1000ms)).ok_bytes);
+}
+
+TEST_CASE("mq: when RLIMIT_MSGQUEUE is nearly used up a reader falls back to smaller units", "[mq]") {
+    using namespace cases;
+    Env env;
+    TopicParams p = env.params(Overflow::block, 8, 1u << 20);
+    Child child = Child::fork([&] {
+        // RLIMIT_MSGQUEUE counts all queues of the user, other processes' included: raise the
+        // soft limit step by step from nothing until a queue fits; the first that fits cannot
+        // have room for full 8 KiB units.
+        struct rlimit rl {};
+        if (::getrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return 10;
+        const rlim_t hard = rl.rlim_max;
+        TopicParams rp = env.peer(p, ::getpid(), 1);
+        std::unique_ptr<Reader> r;
+        for (rlim_t soft = 4096; soft <= hard && !r; soft += 4096) {
+            rl.rlim_cur = soft;
+            if (::setrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return 11;
+            if (!env.transport.create_reader(rp, r)) r.reset();
+        }
+        if (!r) return 12;
+        mq_attr attr{};
+        const mqd_t q = ::mq_open(("/" + object_name(rp.domain, rp.endpoint_id, "mq")).c_str(), O_RDONLY | O_CLOEXEC);
+        if (q == static_cast<mqd_t>(-1) || ::mq_getattr(q, &attr) != 0) return 13;
+        ::mq_close(q);
+        if (attr.mq_msgsize >= 8192 || attr.mq_msgsize < 1024) return 14;
+        std::unique_ptr<Writer> w;
+        if (!env.transport.create_writer(env.peer(p, ::getpid(), 2), w)) return 15;
+        w->sync_readers({info(rp)});
+        std::thread sender([&] { send(*w, 65536, seed_of(1, 0)); });
+        const Got g = take(*r, in(5000ms));
+        sender.join();
+        return g.code == Errc::ok && g.size == 65536 && g.ok_bytes ? 0 : 16;
+    });
+    CHECK(child.wait(20000ms) == 0);
+}
+
+TEST_CASE("mq: drop_oldest writers discard the oldest units of a stopped reader's queue", "[mq]") {
+    using namespace cases;
+    Env env;
+    constexpr std::uint32_t kCount = 3000;
+    TopicParams rp = env.params(Overflow::drop_oldest, 4, 1u << 20);
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    Child child = Child::fork([&] {
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(env.peer(rp, ::getpid(), 1), r)) return 10;
+        char c = 1;
+        if (::write(ready[1], &c, 1) != 1) return 11;
+        ::pause();
+        return 0;
+    });
+    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
+    char c = 0;
+    const ssize_t got_ready = ::read(ready[0], &c, 1);
+    ::close(ready[0]);
+    REQUIRE(got_ready == 1);
+    TopicParams child_reader = env.peer(rp, child.pid(), 1);
+    auto w = env.writer(env.peer(rp));
+    w->sync_readers({info(child_reader)});
+    child.kill(SIGSTOP);
+    const auto start = Clock::now();
+    for (std::uint32_t i = 0; i < kCount; ++i) REQUIRE(send(*w, 100, seed_of(1, i)));
+    CHECK(Clock::now() - start < 1000ms);  // never waited
+    // The queue holds the newest units (the drain thread may have taken a few before SIGSTOP).
+    const mqd_t q = ::mq_open(("/" + object_name(rp.domain, child_reader.endpoint_id, "mq")).c_str(),
+                              O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(q != static_cast<mqd_t>(-1));
+    std::vector<std::uint32_t> seqs;
+    std::vector<char> unit(8192);
+    while (::mq_receive(q, unit.data(), unit.size(), nullptr) >= 0) {
+        UnitHeader h;
+        std::memcpy(&h, unit.data(), sizeof h);
+        seqs.push_back(h.sequence);
+    }
+    ::mq_close(q);
+    REQUIRE(seqs.size() == 4);
+    for (std::uint32_t k = 0; k < 4; ++k) CHECK(seqs[k] == kCount - 4 + k);
+    child.kill(SIGKILL);
+    child.wait(5000ms);
+    w->sync_readers({});
+    CHECK_FALSE(reader_object_exists(child_reader));
 }

@@ -454,7 +454,9 @@ FERRY_CASE("drop_oldest: the writer never blocks and a resumed reader gets the n
         REQUIRE(send(*w, i % 10 == 0 ? 20000 : 100, seed_of(1, i)));
     }
     CHECK(Clock::now() - start < 5000ms);
-    REQUIRE(wait_until([&] { return r->lost() == kCount - kDepth; }, 5000ms));
+    wait_until([&] { return r->lost() >= kCount - kDepth; }, 5000ms);
+    INFO("lost " << r->lost());
+    REQUIRE(r->lost() == kCount - kDepth);  // each dropped message counted exactly once
     for (std::uint32_t i = kCount - kDepth; i < kCount; ++i) {
         const Got g = take(*r, in(1000ms));
         REQUIRE(g.code == Errc::ok);
@@ -479,10 +481,11 @@ FERRY_CASE("drop_oldest: a stopped reader process costs the writer one grace per
         ::pause();
         return 0;
     });
+    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
     char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
+    const ssize_t got_ready = ::read(ready[0], &c, 1);
     ::close(ready[0]);
-    ::close(ready[1]);
+    REQUIRE(got_ready == 1);
     TopicParams child_reader = env.peer(rp, child.pid(), 1);
     auto w = env.writer(env.peer(rp));
     w->sync_readers({info(child_reader)});
@@ -555,10 +558,11 @@ FERRY_CASE("a SIGKILLed reader does not block the writer - its object is reclaim
         ::pause();
         return 0;
     });
+    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
     char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
+    const ssize_t got_ready = ::read(ready[0], &c, 1);
     ::close(ready[0]);
-    ::close(ready[1]);
+    REQUIRE(got_ready == 1);
     TopicParams child_reader = env.peer(rp, child.pid(), 1);
     TopicParams live_p = env.peer(rp);
     auto live = env.reader(live_p);
@@ -737,10 +741,15 @@ FERRY_CASE("a rogue process writing garbage is dropped while a good writer keeps
         REQUIRE(g.ok_bytes);
     }
     CHECK(good.wait(10000ms) == 0);
-    CHECK(rogue.wait(10000ms) == 0);
-    while (take(*r, in(100ms)).code == Errc::ok) {
-        FAIL("a rogue unit was delivered as a message");
-    }
+    // Keep the queue moving until the rogue is done: nothing it wrote may come out.
+    bool rogue_delivered = false;
+    CHECK(wait_until([&] {
+        if (take(*r, in(10ms)).code == Errc::ok) rogue_delivered = true;
+        return !rogue.running();
+    }, 20000ms));
+    while (take(*r, in(100ms)).code == Errc::ok) rogue_delivered = true;
+    CHECK_FALSE(rogue_delivered);
+    CHECK(rogue.wait(1000ms) == 0);
     CHECK(r->lost() > 0);
 }
 

@@ -129,6 +129,7 @@ Status deliver_units(std::byte* message,
         t->outcome_ = Errc::ok;
         t->waiting_ = !t->broken;
         t->grace_until_ = Clock::time_point{};
+        t->room_made_ = false;
         if (!t->broken) ++active;
     }
     int last_err = 0;
@@ -145,8 +146,15 @@ Status deliver_units(std::byte* message,
             int err = 0;
             while (t->next_unit_ < t->units_) {
                 err = send_one_unit(message, size, *t, writer_id, send);
+                if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest && t->stalled_ &&
+                    t->hooks.make_room != nullptr && !t->room_made_) {
+                    // The reader stopped draining: discard its oldest units, room for the whole
+                    // message at once so that it never waits half-way.
+                    t->room_made_ = true;
+                    if (t->hooks.make_room(t->fd, t->units_) > 0) continue;
+                }
                 if (err != 0) break;
-                if (t->next_unit_ == 0) t->stalled_ = false;
+                if (t->next_unit_ == 0 && !t->room_made_) t->stalled_ = false;
                 ++t->next_unit_;
             }
             if (t->next_unit_ == t->units_) {
@@ -164,12 +172,14 @@ Status deliver_units(std::byte* message,
             }
         }
         if (waiting == 0) break;
-        // A receiver whose process died will never make room: stop waiting for it now.
+        // A receiver whose process died or whose reader removed it will never make room:
+        // stop waiting for it now.
         const auto now = Clock::now();
         Clock::time_point earliest = Clock::time_point::max();
         for (UnitTarget* t : targets) {
             if (!t->waiting_) continue;
-            if (t->pid > 0 && !process_alive(t->pid)) {
+            if ((t->pid > 0 && !process_alive(t->pid)) ||
+                (t->hooks.still_there != nullptr && t->object != nullptr && !t->hooks.still_there(t->object))) {
                 t->broken = true;
                 finish(t, Errc::ok, false);
                 --waiting;
@@ -182,6 +192,11 @@ Status deliver_units(std::byte* message,
             }
             if (now >= until) {
                 if (overflow == Overflow::drop_oldest) t->stalled_ = true;
+                if (overflow == Overflow::drop_oldest && t->next_unit_ == 0 && t->hooks.make_room != nullptr &&
+                    !t->room_made_) {
+                    earliest = now;  // retry at once: the next pass makes room
+                    continue;
+                }
                 if (overflow == Overflow::drop_oldest && t->next_unit_ == 0) {
                     finish(t, Errc::ok, true);
                 } else {
@@ -297,6 +312,7 @@ void Reassembler::abandon_partial(WriterState& s) noexcept {
     // A later message started: this one can never complete. Make the sequence gap count it,
     // even when it was the first message heard from this writer.
     if (!s.has_last) {
+        if (s.partial.sequence < 0x80000000u) add_lost(s.partial.sequence);
         s.last_sequence = s.partial.sequence - 1;
         s.has_last = true;
     }
@@ -304,7 +320,11 @@ void Reassembler::abandon_partial(WriterState& s) noexcept {
 }
 
 bool Reassembler::accept_sequence(WriterState& s, std::uint32_t sequence) noexcept {
-    if (s.has_last) {
+    // Writers number each reader's messages from 0 when they connect to it, so what came
+    // before the first message heard was lost too (e.g. discarded from a full queue).
+    if (!s.has_last) {
+        if (sequence < 0x80000000u) add_lost(sequence);
+    } else if (sequence != 0) {  // 0: the writer connected again, a new count starts
         const std::uint32_t step = sequence - s.last_sequence;
         if (step == 0 || step >= 0x80000000u) return false;  // duplicate or replayed
         if (step > 1) add_lost(step - 1);
@@ -350,7 +370,7 @@ Reassembler::Result Reassembler::push(const std::byte* unit, std::size_t len, Me
 
     if (h.index == 0) {
         abandon_partial(s);
-        if (s.has_last) {
+        if (s.has_last && h.sequence != 0) {
             const std::uint32_t step = h.sequence - s.last_sequence;
             if (step == 0 || step >= 0x80000000u) return Result::pending;
         }
@@ -647,16 +667,18 @@ void FragmentingWriter::sync_readers(const std::vector<PeerInfo>& readers) noexc
             }
             UniqueFd fd;
             std::size_t unit_size = 0;
-            const Status st = open_receiver(peer, fd, unit_size);
+            std::string object;
+            const Status st = open_receiver(peer, fd, unit_size, object);
             if (st) {
                 auto r = std::make_shared<Receiver>();
                 r->peer = peer;
+                r->object = std::move(object);
                 r->fd = std::move(fd);
                 r->target.fd = r->fd.get();
+                r->target.hooks = hooks();
+                r->target.object = r->object.c_str();
                 r->target.unit_size = unit_size;
                 r->target.pid = pid;
-                // Above every sequence this writer may have used for this reader before.
-                r->target.next_sequence = messages_.load(std::memory_order_relaxed);
                 next->push_back(std::move(r));
             } else if (st.code() == Errc::closed) {
                 if (!process_alive(pid)) reclaim_receiver(peer);

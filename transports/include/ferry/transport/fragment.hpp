@@ -40,7 +40,7 @@ namespace ferry::transport {
 // Header at the front of every unit. Same host, so native byte order.
 struct UnitHeader {
     std::uint32_t magic;
-    std::uint32_t sequence;      // per (writer, reader) message number; gaps count as lost
+    std::uint32_t sequence;      // per (writer, reader) message number from 0; gaps count as lost
     std::uint64_t writer_id;     // the writer's endpoint id
     std::uint32_t total_size;    // size of the whole message
     std::uint32_t index;         // fragment index, 0-based
@@ -91,10 +91,22 @@ private:
 // ---------------------------------------------------------------------------------------
 // Writer side
 
+// What a mechanism can do beyond sending, for deliver_units. Both optional.
+struct ReceiverHooks {
+    // drop_oldest: removes up to `units` of the oldest units from a full receiver so that a
+    // new message fits; returns how many it removed (a queue allows that, a FIFO does not).
+    std::size_t (*make_room)(int fd, std::uint32_t units) noexcept = nullptr;
+    // False once the reader removed its object: a queue outlives its name while a writer
+    // holds it open, so a full one may belong to a reader that is gone.
+    bool (*still_there)(const char* object) noexcept = nullptr;
+};
+
 // One receiver of a writer (a FIFO, a queue). `fd` must be non-blocking and pollable for
 // POLLOUT. `next_sequence` is kept across commits by the caller.
 struct UnitTarget {
     int fd = -1;
+    ReceiverHooks hooks;
+    const char* object = nullptr;     // the receiver's OS name, for hooks.still_there
     std::size_t unit_size = 0;        // largest unit this receiver takes, header included
     std::uint32_t next_sequence = 0;  // sequence for the next message to this receiver
     std::int32_t pid = 0;             // the receiver's process, checked when it stops taking
@@ -105,12 +117,13 @@ struct UnitTarget {
     Errc outcome_ = Errc::ok;
     bool waiting_ = false;
     bool stalled_ = false;  // drop_oldest: its last grace wait ran out; skip without waiting
+    bool room_made_ = false;
     Clock::time_point grace_until_{};
 };
 
 // drop_oldest: how long a writer waits for a reader's drain thread to make room before it
-// skips the message for that reader. A reader that used up its grace is skipped at once
-// until it takes a unit again, so a stopped reader costs one grace period, not one per message.
+// discards old units or skips the message. A reader that used up its grace is treated so at
+// once until it takes a unit again: a stopped reader costs one grace period, not one per message.
 inline constexpr std::chrono::milliseconds kDropOldestGrace{50};
 
 // Sends `len` bytes as one unit; returns 0 or an errno (EAGAIN when there is no room).
@@ -120,12 +133,13 @@ using SendUnitFn = int (*)(int fd, const std::byte* unit, std::size_t len) noexc
 // target that is not broken. Per target, when its receiver is full:
 //   block       poll for room until `deadline`, then Errc::timeout;
 //   fail        Errc::would_block if not a single unit went out yet, else as block;
-//   drop_oldest wait up to kDropOldestGrace for room (the reader drains continuously), then
-//               skip the message for that target (the reader's sequence gap counts it as
-//               lost); once a unit went out, as block.
+//   drop_oldest wait up to kDropOldestGrace for room (the reader drains continuously); then
+//               the receiver counts as stalled: hooks.make_room discards its oldest units if
+//               the mechanism allows, else the message is skipped for it (the reader's sequence
+//               gap counts it as lost). Once a unit went out, as block.
 // A message abandoned half-way still consumes its sequence number, so the reader discards
 // the partial when the next message arrives. A receiver that reports EPIPE/ENXIO/EBADF, or
-// whose pid is dead when its deadline passes, is marked broken. Returns the worst outcome
+// that is full while its pid is dead or hooks.still_there says it is gone, is marked broken. Returns the worst outcome
 // (timeout over would_block over ok) with a message naming `what`. Never throws.
 Status deliver_units(std::byte* message,
                      std::size_t size,
@@ -268,9 +282,13 @@ public:
     std::size_t reader_count() const noexcept final;
 
 protected:
-    // Opens the receiver of `reader` non-blocking for writing and says the largest unit it
-    // takes. Errc::closed when the receiver does not exist or nobody reads it.
-    virtual Status open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size) noexcept = 0;
+    // Opens the receiver of `reader` non-blocking for writing, says the largest unit it takes
+    // and its OS name. Errc::closed when the receiver does not exist or nobody reads it.
+    virtual Status open_receiver(const PeerInfo& reader,
+                                 UniqueFd& fd,
+                                 std::size_t& unit_size,
+                                 std::string& object) noexcept = 0;
+    virtual ReceiverHooks hooks() const noexcept { return {}; }
     // `reader` is gone and its process is dead: remove the OS object it left behind.
     virtual void reclaim_receiver(const PeerInfo& reader) noexcept = 0;
 
@@ -280,6 +298,7 @@ protected:
 private:
     struct Receiver {
         PeerInfo peer;
+        std::string object;
         UniqueFd fd;
         UnitTarget target;
     };
