@@ -45,6 +45,7 @@ protected:
                          std::size_t& unit_size,
                          std::string& object) noexcept override;
     void reclaim_receiver(const PeerInfo& reader) noexcept override;
+    ReceiverHooks hooks() const noexcept override;
 };
 
 class PipeReader final : public FragmentingReader {

@@ -19,10 +19,21 @@ int write_unit(int fd, const std::byte* unit, std::size_t len) noexcept {
     return n < 0 ? errno : EIO;
 }
 
+bool fifo_exists(const char* path) noexcept {
+    struct stat st {};
+    return ::lstat(path, &st) == 0 || errno != ENOENT;
+}
+
 }  // namespace
 
 PipeWriter::PipeWriter(const Host& host, const TopicParams& params)
-    : FragmentingWriter(host, params, &write_unit, "pipe", true) {}
+    : FragmentingWriter(host, params, &write_unit, "pipe", false) {}
+
+ReceiverHooks PipeWriter::hooks() const noexcept {
+    ReceiverHooks h;
+    h.still_there = &fifo_exists;
+    return h;
+}
 
 Status PipeWriter::open_receiver(const PeerInfo& reader,
                                  UniqueFd& fd,
@@ -30,8 +41,12 @@ Status PipeWriter::open_receiver(const PeerInfo& reader,
                                  std::string& object) noexcept {
     try {
         const std::string path = runtime_path(params_.runtime_dir, params_.domain, reader.endpoint_id, "fifo");
-        // O_NONBLOCK: fails with ENXIO instead of waiting when nobody has the FIFO open for reading.
-        UniqueFd f(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        const pid_t pid = reader.pid > 0 ? reader.pid : endpoint_pid(reader.endpoint_id);
+        if (!process_alive(pid)) return Status(Errc::closed, "pipe: the reader of " + path + " is gone");
+        // O_RDWR (Linux): the writer holds a read end too, so a write never raises SIGPIPE when
+        // the reader dies; a dead or departed reader shows as a full FIFO whose pid is dead or
+        // whose path is gone (hooks().still_there).
+        UniqueFd f(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
         if (!f.valid()) {
             const int err = errno;
             const Errc code = (err == ENXIO || err == ENOENT) ? Errc::closed : errc_from_errno(err);
