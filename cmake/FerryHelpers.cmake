@@ -25,6 +25,7 @@ function(ferry_add_plugin name)
   set(target ferry_plugin_${name})
   add_library(${target} MODULE ${ARGN})
   target_link_libraries(${target} PRIVATE ferry::transport_sdk Threads::Threads rt)
+  target_compile_definitions(${target} PRIVATE FERRY_PLUGIN_VERSION="${PROJECT_VERSION}")
   set_target_properties(${target} PROPERTIES
     PREFIX ""
     LIBRARY_OUTPUT_DIRECTORY ${FERRY_PLUGIN_BUILD_DIR})

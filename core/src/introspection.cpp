@@ -51,6 +51,8 @@ std::vector<PluginInfo> list_plugins() {
             auto loaded = detail::load_transport(name);
             info.path = loaded->path();
             info.loaded = true;
+            info.version = loaded->version();
+            info.abi_version = transport::kAbiVersion;
             const auto caps = loaded->get().capabilities();
             info.zero_copy = caps.zero_copy;
             info.max_message_size = caps.max_message_size;

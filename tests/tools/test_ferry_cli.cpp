@@ -274,7 +274,7 @@ TEST_CASE("topic list shows type, transport, endpoint counts and rates of live t
     bool uds_loaded = false;
     const Json plugins = json_line(r.output);
     for (const auto& p : plugins["plugins"].arr)
-        if (p["name"].str == "uds") uds_loaded = p["loaded"].b && p["abi_version"].num >= 1;
+        if (p["name"].str == "uds") uds_loaded = p["loaded"].b && p["abi_version"].num >= 1 && !p["version"].str.empty() && p["version"].str != "unknown";
     CHECK(uds_loaded);
 }
 

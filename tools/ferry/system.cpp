@@ -69,7 +69,6 @@ int run_node_list(const Globals& g) {
 
 int run_plugin_list(const Globals& g) {
     const auto plugins = list_plugins();
-    const std::string abi = std::to_string(transport::kAbiVersion);
     if (g.json) {
         auto arr = Json::array();
         for (const auto& p : plugins) {
@@ -78,7 +77,8 @@ int run_plugin_list(const Globals& g) {
                          .add("path", Json::string(p.path))
                          .add("loaded", Json::boolean(p.loaded));
             if (p.loaded) {
-                j.add("abi_version", Json::unsigned_integer(transport::kAbiVersion))
+                j.add("version", Json::string(p.version))
+                    .add("abi_version", Json::unsigned_integer(p.abi_version))
                     .add("zero_copy", Json::boolean(p.zero_copy))
                     .add("max_message_size", Json::unsigned_integer(p.max_message_size))
                     .add("summary", Json::string(p.summary));
@@ -94,17 +94,17 @@ int run_plugin_list(const Globals& g) {
         out("no transport plugins found (FERRY_PLUGIN_PATH, the install location, the build tree)\n");
         return kExitOk;
     }
-    Table table({"PLUGIN", "STATUS", "ABI", "ZERO-COPY", "MAX MESSAGE", "PATH / ERROR"},
-                {false, false, true, false, true, false});
+    Table table({"PLUGIN", "STATUS", "VERSION", "ABI", "ZERO-COPY", "MAX MESSAGE", "PATH / ERROR"},
+                {false, false, false, true, false, true, false});
     std::string summaries;
     for (const auto& p : plugins) {
         if (p.loaded) {
-            table.add_row({p.name, "ok", abi, p.zero_copy ? "yes" : "no",
+            table.add_row({p.name, "ok", p.version, std::to_string(p.abi_version), p.zero_copy ? "yes" : "no",
                            p.max_message_size ? human_bytes(static_cast<double>(p.max_message_size)) : "no limit",
                            p.path});
             if (!p.summary.empty()) summaries += "  " + p.name + ": " + p.summary + "\n";
         } else {
-            table.add_row({p.name, "error", "-", "-", "-", p.error});
+            table.add_row({p.name, "error", "-", "-", "-", "-", p.error});
         }
     }
     out(table.str() + (summaries.empty() ? "" : "\n" + summaries));

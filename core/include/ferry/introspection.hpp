@@ -41,6 +41,8 @@ struct PluginInfo {
     std::string path;
     bool loaded = false;  // false: `error` says why
     std::string error;
+    std::string version;            // the plugin's own version
+    std::uint32_t abi_version = 0;  // the transport ABI it was built for (loaded: this ferry's)
     bool zero_copy = false;
     std::size_t max_message_size = 0;
     std::string summary;

@@ -36,17 +36,20 @@ public:
     DllTransport(boost::dll::shared_library lib,
                  transport::Transport* t,
                  void (*destroy)(transport::Transport*) noexcept,
-                 std::string path)
-        : lib_(std::move(lib)), transport_(t), destroy_(destroy), path_(std::move(path)) {}
+                 std::string path,
+                 std::string version)
+        : lib_(std::move(lib)), transport_(t), destroy_(destroy), path_(std::move(path)), version_(std::move(version)) {}
     ~DllTransport() override { destroy_(transport_); }
     transport::Transport& get() noexcept override { return *transport_; }
     const std::string& path() const noexcept override { return path_; }
+    const std::string& version() const noexcept override { return version_; }
 
 private:
     boost::dll::shared_library lib_;  // declared first: unloaded last
     transport::Transport* transport_;
     void (*destroy_)(transport::Transport*) noexcept;
     std::string path_;
+    std::string version_;
 };
 
 std::string directory_of_this_library() {
@@ -60,6 +63,13 @@ std::string directory_of_this_library() {
 bool is_dir(const std::string& p) {
     struct stat st {};
     return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Anyone could drop a module into a world-writable directory: such a directory is searched
+// only when the user names it in FERRY_PLUGIN_PATH.
+bool world_writable(const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0;
 }
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -86,10 +96,18 @@ std::vector<std::string> plugin_search_path() {
             start = colon + 1;
         }
     }
+    auto add_builtin = [&](const std::string& d) {
+        if (d.empty()) return;
+        if (world_writable(d)) {
+            log_warn("plugin directory " + d + " is world-writable: not searched (name it in FERRY_PLUGIN_PATH to use it)");
+            return;
+        }
+        add(d);
+    };
     const std::string here = directory_of_this_library();
-    if (!here.empty()) add(here + "/ferry/plugins");
-    add(FERRY_INSTALL_PLUGIN_DIR);
-    add(FERRY_BUILD_PLUGIN_DIR);
+    if (!here.empty()) add_builtin(here + "/ferry/plugins");
+    add_builtin(FERRY_INSTALL_PLUGIN_DIR);
+    add_builtin(FERRY_BUILD_PLUGIN_DIR);
     return dirs;
 }
 
@@ -134,9 +152,14 @@ std::shared_ptr<LoadedTransport> load_transport_file(const std::string& path) {
     auto create = &lib.get<transport::Transport*(const transport::Host*)>("ferry_transport_create");
     auto destroy = reinterpret_cast<void (*)(transport::Transport*) noexcept>(
         &lib.get<void(transport::Transport*)>("ferry_transport_destroy"));
+    std::string version = "unknown";
+    if (lib.has("ferry_transport_version")) {
+        const char* v = lib.get<const char*()>("ferry_transport_version")();
+        if (v) version = v;
+    }
     transport::Transport* t = create(&kHost);
     if (!t) throw Error(Errc::internal, "plugin " + path + ": its factory returned nothing");
-    return std::make_shared<DllTransport>(std::move(lib), t, destroy, path);
+    return std::make_shared<DllTransport>(std::move(lib), t, destroy, path, std::move(version));
 }
 
 std::shared_ptr<LoadedTransport> load_transport(const std::string& name) {

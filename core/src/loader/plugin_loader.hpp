@@ -2,7 +2,8 @@
 //
 // Search order: each directory of FERRY_PLUGIN_PATH (colon-separated; empty entries ignored),
 // then the install location (<dir of libferry.so>/ferry/plugins, and the configured install
-// prefix), then the build tree. A module is ferry_plugin_<name>.so exporting the entries of
+// prefix), then the build tree. The current directory is never searched, and a world-writable
+// built-in directory is skipped: only FERRY_PLUGIN_PATH can name such places. A module is ferry_plugin_<name>.so exporting the entries of
 // <ferry/transport/plugin.hpp>; its ABI version is checked before anything else is called.
 #pragma once
 
@@ -21,6 +22,8 @@ public:
     virtual ~LoadedTransport() = default;
     virtual transport::Transport& get() noexcept = 0;
     virtual const std::string& path() const noexcept = 0;
+    // The module's ferry_transport_version(), or "unknown" for a module without one.
+    virtual const std::string& version() const noexcept = 0;
 };
 
 std::vector<std::string> plugin_search_path();
