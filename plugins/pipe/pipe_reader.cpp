@@ -1,9 +1,16 @@
-#include <poll.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include <ferry/transport/naming.hpp>
 
 #include "pipe_transport.hpp"
 
@@ -11,147 +18,638 @@ namespace ferry::pipe {
 
 namespace {
 
-// Room for a burst of small units per read(); a unit never exceeds PIPE_BUF.
-constexpr std::size_t kStreamBytes = 64u << 10;
+// One read usually brings a whole frame (core header + payload up to ~256 KiB) or a burst.
+constexpr std::size_t kChunkSize = 256 * 1024;
+constexpr std::size_t kMaxFreeSmall = 16;
+constexpr std::size_t kMaxFreeLarge = 2;
+constexpr std::size_t kMaxConnections = 1024;
+constexpr std::size_t kMaxStale = 64;
+// epoll tags of the fixed descriptors; FIFOs are tagged with their Conn*.
+constexpr std::uint64_t kWakeTag = 1;
+constexpr std::uint64_t kSyncTag = 2;
+
+bool epoll_add(int epfd, int fd, std::uint64_t tag) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    return ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+bool same_file(const std::string& path, dev_t dev, ino_t ino) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
 }  // namespace
 
-PipeReader::PipeReader(const Host& host,
-                       const TopicParams& params,
-                       std::string path,
-                       UniqueFd read_fd,
-                       UniqueFd self_fd,
-                       UniqueFd wake_fd)
-    : FragmentingReader(host, params, "pipe"),
-      path_(std::move(path)),
-      read_fd_(std::move(read_fd)),
-      self_fd_(std::move(self_fd)),
-      wake_fd_(std::move(wake_fd)) {
-    streams_.reserve(4);
-    streams_.push_back(Stream{reassembler().pool().acquire(kStreamBytes), 0});
-    start();
+PipeReader::PipeReader(const Host& host, const TopicParams& params)
+    : host_(&host),
+      params_(params),
+      prefix_("ferry." + params.domain + "."),
+      suffix_("." + fifo_suffix(params.endpoint_id)) {}
+
+Status PipeReader::create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out) {
+    std::unique_ptr<PipeReader> r(new PipeReader(host, params));
+    auto fail = [&](const std::string& action) {
+        const int err = errno;
+        return transport::os_error(transport::errc_from_errno(err), "pipe: " + action, err);
+    };
+    r->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    r->sync_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    r->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!r->wake_fd_.valid() || !r->sync_fd_.valid() || !r->stop_fd_.valid()) return fail("cannot create eventfd");
+    r->notify_fd_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!r->notify_fd_.valid()) return fail("cannot create inotify instance");
+    if (::inotify_add_watch(r->notify_fd_.get(), params.runtime_dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
+        return fail("cannot watch runtime directory " + params.runtime_dir);
+    }
+    r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!r->epoll_fd_.valid() || !epoll_add(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
+        !epoll_add(r->epoll_fd_.get(), r->sync_fd_.get(), kSyncTag)) {
+        return fail("cannot create epoll set");
+    }
+    if (params.overflow == transport::Overflow::drop_oldest) {
+        r->threaded_ = true;
+        r->ring_.resize(params.depth);
+    }
+    r->scan_directory();  // nothing is addressed to a new id, unless left over
+    r->watcher_ = std::thread([raw = r.get()] { raw->watch_loop(); });
+    if (r->threaded_) r->drain_ = std::thread([raw = r.get()] { raw->drain_loop(); });
+    out = std::move(r);
+    return Status::ok();
 }
 
 PipeReader::~PipeReader() {
-    stop();
-    ::unlink(path_.c_str());
+    if (watcher_.joinable()) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(stop_fd_.get(), &one, sizeof one);
+        watcher_.join();
+    }
+    if (drain_.joinable()) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+        drain_.join();
+    }
+    // FIFOs belong to their writers; those of dead writers are removed here.
+    for (auto& conn : conns_) {
+        if (!transport::process_alive(transport::endpoint_pid(conn->writer_id)) &&
+            same_file(conn->path, conn->dev, conn->ino)) {
+            ::unlink(conn->path.c_str());
+        }
+    }
+    for (Incoming& in : incoming_) {
+        if (!transport::process_alive(transport::endpoint_pid(in.writer_id)) && same_file(in.path, in.dev, in.ino)) {
+            ::unlink(in.path.c_str());
+        }
+    }
+    forget_stale(true);
+    conns_.clear();
+    for (Chunk* c : all_chunks_) delete c;
 }
 
-void PipeReader::wake() noexcept {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+void PipeReader::interrupt() noexcept {
+    interrupted_.store(true);
+    if (drain_.joinable()) {
+        { std::lock_guard<std::mutex> lock(queue_mu_); }
+        queue_cv_.notify_all();
+    } else {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+    }
 }
 
-void PipeReader::unpin(std::uint64_t pin) noexcept {
-    if (pin >= 1 && pin <= streams_.size() && streams_[pin - 1].pins > 0) --streams_[pin - 1].pins;
-}
-
-bool PipeReader::parse_next(Message& out, std::uint64_t& pin) {
-    while (end_ - pos_ >= kUnitHeaderSize) {
-        const std::byte* base = streams_[current_].buffer.data.get();
-        UnitHeader h;
-        std::memcpy(&h, base + pos_, kUnitHeaderSize);
-        if (!unit_header_valid(h, kUnitSize)) {
-            // Not a unit boundary: someone wrote garbage into the FIFO. Count the run once and
-            // resynchronise on the next magic; good writers' units are contiguous (atomic).
-            if (!in_garbage_) {
-                in_garbage_ = true;
-                reassembler().add_lost(1);
-                report_garbage("bytes that are not a unit header in the FIFO");
+// Writers create FIFOs for us and inotify tells the receiving thread at once; the list is a
+// fallback (missed events) and tells which writers died, so their FIFOs can go.
+void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
+    try {
+        std::vector<std::uint64_t> unknown;
+        {
+            std::lock_guard<std::mutex> lock(sync_mu_);
+            writers_ = writers;
+            for (const PeerInfo& w : writers) {
+                if (attached_ids_.count(w.endpoint_id) == 0) unknown.push_back(w.endpoint_id);
             }
-            const std::uint32_t magic = kUnitMagic;
-            const void* found = ::memmem(base + pos_ + 1, end_ - pos_ - 1, &magic, sizeof magic);
-            if (found != nullptr) {
-                pos_ = static_cast<std::size_t>(static_cast<const std::byte*>(found) - base);
-            } else {
-                // Keep a tail that may be the start of a magic split across reads.
-                pos_ = std::max(pos_ + 1, end_ - (sizeof magic - 1));
+        }
+        // Listed writers whose FIFO we do not hold yet (an inotify event may have been missed).
+        for (std::uint64_t id : unknown) {
+            open_and_queue(transport::object_name(params_.domain, id, fifo_suffix(params_.endpoint_id).c_str()));
+        }
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(sync_fd_.get(), &one, sizeof one);
+    } catch (...) {
+        transport::log(*host_, transport::LogLevel::error, "pipe: sync_writers failed for topic " + params_.topic);
+    }
+}
+
+Status PipeReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
+    if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "pipe: reader interrupted");
+    try {
+        if (drain_.joinable()) return take_queued(out, deadline, deadline <= Clock::now());
+        switch (receive(out, deadline)) {
+            case Recv::frame: return Status::ok();
+            case Recv::closed: return Status(Errc::closed, "pipe: reader interrupted");
+            case Recv::would_block: return Status(Errc::would_block, "pipe: no message");
+            case Recv::timeout: return Status(Errc::timeout, "pipe: no message before the deadline");
+            case Recv::error: break;
+        }
+        return transport::os_error(Errc::io_error, "pipe: epoll_wait failed for topic " + params_.topic, errno);
+    } catch (const std::exception& e) {
+        return Status(Errc::internal, std::string("pipe: take failed: ") + e.what());
+    }
+}
+
+void PipeReader::release(SampleBuffer& sample) noexcept {
+    if (sample.handle != 0) {
+        auto lock = pool_lock();
+        release_locked(reinterpret_cast<Chunk*>(sample.handle));
+    }
+    sample = SampleBuffer{};
+}
+
+// ---- drop_oldest: a drain thread keeps the newest `depth` frames ----
+
+void PipeReader::drain_loop() {
+    SampleBuffer s;
+    for (;;) {
+        Recv r;
+        try {
+            r = receive(s, Clock::now() + std::chrono::hours(24));
+        } catch (const std::exception& e) {
+            transport::log(*host_, transport::LogLevel::error, std::string("pipe: drain thread: ") + e.what());
+            continue;
+        }
+        if (r == Recv::closed) return;
+        if (r == Recv::error) {
+            transport::log(*host_, transport::LogLevel::error,
+                           "pipe: drain thread of " + params_.topic + ": epoll_wait failed: " + std::strerror(errno));
+            return;
+        }
+        if (r != Recv::frame) continue;
+        {
+            std::lock_guard<std::mutex> lock(queue_mu_);
+            const std::size_t depth = ring_.size();
+            if (count_ == depth) {
+                SampleBuffer oldest = ring_[head_];
+                head_ = (head_ + 1) % depth;
+                --count_;
+                lost_.fetch_add(1, std::memory_order_relaxed);
+                std::lock_guard<std::mutex> chunks_lock(pool_mu_);
+                release_locked(reinterpret_cast<Chunk*>(oldest.handle));
+            }
+            ring_[(head_ + count_) % depth] = s;
+            ++count_;
+        }
+        queue_cv_.notify_one();
+    }
+}
+
+Status PipeReader::take_queued(SampleBuffer& out, Clock::time_point deadline, bool nonblocking) {
+    std::unique_lock<std::mutex> lock(queue_mu_);
+    // Bound the wait so that a far-away deadline cannot overflow inside the condition variable.
+    const auto limit = Clock::now() + std::chrono::hours(24 * 365);
+    const auto until = deadline < limit ? deadline : limit;
+    while (count_ == 0 && !interrupted_.load() && Clock::now() < until) queue_cv_.wait_until(lock, until);
+    if (interrupted_.load()) return Status(Errc::closed, "pipe: reader interrupted");
+    if (count_ == 0) {
+        if (nonblocking) return Status(Errc::would_block, "pipe: no message");
+        return Status(Errc::timeout, "pipe: no message before the deadline");
+    }
+    out = ring_[head_];
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    return Status::ok();
+}
+
+// ---- receiving frames from the FIFOs ----
+
+// With data at hand no clock is read: the deadline only matters once there is nothing to take.
+PipeReader::Recv PipeReader::receive(SampleBuffer& out, Clock::time_point deadline) {
+    epoll_event events[16];
+    bool first_wait = true;
+    bool nonblocking = false;
+    bool pumped = false;
+    for (;;) {
+        if (try_parse_any(out)) return Recv::frame;
+        if (last_ != nullptr) {
+            // The FIFO that delivered last is the likeliest to have more: one read, no epoll.
+            Conn* conn = last_;
+            last_ = nullptr;
+            const Read rd = read_conn(*conn);
+            if (rd == Read::data) {
+                last_ = conn;
+                continue;
+            }
+            if (rd == Read::eof) {
+                mark_eof(*conn);
+                continue;
+            }
+        }
+        const int timeout = transport::poll_timeout_ms(deadline);
+        if (first_wait) nonblocking = timeout == 0;
+        first_wait = false;
+        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, timeout);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return Recv::error;
+        }
+        if (r == 0) {
+            if (timeout == 0 || transport::expired(deadline)) {
+                if (!pumped) {
+                    // Nothing: make sure a FIFO created just before is not still announced only.
+                    pumped = true;
+                    pump_inotify();
+                    bool more = false;
+                    {
+                        std::lock_guard<std::mutex> lock(sync_mu_);
+                        more = !incoming_.empty();
+                    }
+                    if (more) {
+                        handle_sync();
+                        continue;
+                    }
+                }
+                return nonblocking ? Recv::would_block : Recv::timeout;
             }
             continue;
         }
-        const std::size_t len = kUnitHeaderSize + h.payload_size;
-        if (end_ - pos_ < len) return false;
-        const char* why = nullptr;
-        const auto result = reassembler().push(base + pos_, len, out, &why);
-        pos_ += len;
-        in_garbage_ = false;
-        if (result == Reassembler::Result::message) {
-            if (!out.buffer.data) {
-                ++streams_[current_].pins;
-                pin = current_ + 1;
+        bool sync = false;
+        ready_.clear();
+        for (int i = 0; i < r; ++i) {
+            const std::uint64_t tag = events[i].data.u64;
+            if (tag == kWakeTag) return Recv::closed;
+            if (tag == kSyncTag) {
+                sync = true;
+            } else {
+                ready_.push_back(reinterpret_cast<Conn*>(tag));
             }
-            return true;
         }
-        if (result == Reassembler::Result::garbage) report_garbage(why);
+        for (Conn* conn : ready_) {
+            const Read rd = read_conn(*conn);
+            if (rd == Read::data) last_ = conn;
+            if (rd == Read::eof) mark_eof(*conn);
+        }
+        if (sync) handle_sync();
     }
-    return false;
 }
 
-long PipeReader::fill() noexcept {
-    const std::size_t left = end_ - pos_;
-    if (left == 0 || streams_[current_].buffer.capacity - end_ < kUnitSize) {
-        if (streams_[current_].pins == 0) {
-            std::byte* base = streams_[current_].buffer.data.get();
-            if (left != 0) std::memmove(base, base + pos_, left);
-        } else {
-            // Samples still point into this buffer: continue in another one.
-            std::size_t next = streams_.size();
-            for (std::size_t i = 0; i < streams_.size(); ++i) {
-                if (i != current_ && streams_[i].pins == 0) next = i;
+bool PipeReader::try_parse_any(SampleBuffer& out) {
+    for (;;) {
+        if (interest_dirty_) update_interest();
+        const std::size_t n = conns_.size();
+        bool rescan = false;
+        for (std::size_t k = 0; k < n && !rescan; ++k) {
+            const std::size_t i = (rr_ + k) % n;
+            Conn& conn = *conns_[i];
+            if (conn.blocked) continue;
+            if (conn.fill - conn.pos < kHeaderSize) {
+                if (conn.eof) {
+                    close_conn(&conn, conn.pos != conn.fill, false);
+                    rescan = true;
+                }
+                continue;
             }
-            try {
-                if (next == streams_.size()) streams_.push_back(Stream{reassembler().pool().acquire(kStreamBytes), 0});
-            } catch (...) {
-                return -ENOMEM;
+            std::string why;
+            switch (try_parse(conn, out, why)) {
+                case Parse::frame:
+                    rr_ = i + 1;
+                    return true;
+                case Parse::incomplete:
+                    if (conn.eof) {
+                        close_conn(&conn, true, false);  // a killed writer's partial frame
+                        rescan = true;
+                    }
+                    break;
+                case Parse::bad:
+                    transport::log(*host_, transport::LogLevel::warn,
+                                   "pipe: reader of " + params_.topic + " drops FIFO " + conn.path + ": " + why);
+                    close_conn(&conn, true, true);
+                    rescan = true;
+                    break;
             }
-            std::memcpy(streams_[next].buffer.data.get(), streams_[current_].buffer.data.get() + pos_, left);
-            current_ = next;
         }
-        pos_ = 0;
-        end_ = left;
+        if (!rescan) return false;
     }
-    Stream& s = streams_[current_];
-    while (true) {
-        const ssize_t n = ::read(read_fd_.get(), s.buffer.data.get() + end_, s.buffer.capacity - end_);
+}
+
+PipeReader::Parse PipeReader::try_parse(Conn& conn, SampleBuffer& out, std::string& why) {
+    const std::size_t avail = conn.fill - conn.pos;
+    const std::byte* p = conn.chunk->mem.get() + conn.pos;
+    FrameHeader header;
+    std::memcpy(&header, p, sizeof header);
+    if (header.magic != kFrameMagic) {
+        why = "corrupt frame header";
+        return Parse::bad;
+    }
+    if (header.size > params_.max_message_size) {
+        why = "frame of " + std::to_string(header.size) + " bytes exceeds max_message_size " +
+              std::to_string(params_.max_message_size);
+        return Parse::bad;
+    }
+    const std::size_t total = kHeaderSize + static_cast<std::size_t>(header.size);
+    if (avail < total) {
+        conn.need = total;
+        return Parse::incomplete;
+    }
+    out.data = p + kHeaderSize;
+    out.size = static_cast<std::size_t>(header.size);
+    out.handle = reinterpret_cast<std::uint64_t>(conn.chunk);
+    {
+        auto lock = pool_lock();
+        ++conn.chunk->refs;
+    }
+    conn.pos += total;
+    conn.need = kHeaderSize;
+    if (header.dropped_before != 0) lost_.fetch_add(header.dropped_before, std::memory_order_relaxed);
+    return Parse::frame;
+}
+
+// Makes room after conn.fill for the rest of the frame at conn.pos (conn.need bytes in all).
+void PipeReader::prepare_space(Conn& conn) {
+    auto lock = pool_lock();
+    Chunk* chunk = conn.chunk;
+    if (chunk != nullptr && conn.pos == conn.fill) {
+        if (chunk->refs == 0 && chunk->cap >= conn.need) {
+            conn.pos = conn.fill = 0;
+            return;
+        }
+        detach_locked(chunk);
+        chunk = conn.chunk = nullptr;
+    }
+    if (chunk == nullptr) {
+        conn.chunk = get_chunk_locked(conn.need);
+        conn.pos = conn.fill = 0;
+        return;
+    }
+    if (conn.pos + conn.need <= chunk->cap) return;
+    const std::size_t partial = conn.fill - conn.pos;
+    if (chunk->refs == 0 && conn.need <= chunk->cap) {
+        std::memmove(chunk->mem.get(), chunk->mem.get() + conn.pos, partial);
+    } else {
+        Chunk* bigger = get_chunk_locked(conn.need);
+        std::memcpy(bigger->mem.get(), chunk->mem.get() + conn.pos, partial);
+        detach_locked(chunk);
+        conn.chunk = bigger;
+    }
+    conn.pos = 0;
+    conn.fill = partial;
+}
+
+PipeReader::Read PipeReader::read_conn(Conn& conn) {
+    prepare_space(conn);
+    Chunk* chunk = conn.chunk;
+    if (conn.fill == chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
+    for (;;) {
+        const ssize_t n = ::read(conn.fd.get(), chunk->mem.get() + conn.fill, chunk->cap - conn.fill);
         if (n > 0) {
-            end_ += static_cast<std::size_t>(n);
-            last_fill_full_ = end_ == s.buffer.capacity;
-            return n;
+            conn.fill += static_cast<std::size_t>(n);
+            return Read::data;
         }
-        if (n == 0) return 0;  // cannot happen while self_fd_ is open
+        if (n == 0) return Read::eof;  // no writer left: the writer closed it or died
         if (errno == EINTR) continue;
-        last_fill_full_ = false;
-        return errno == EAGAIN ? 0 : -errno;
+        return errno == EAGAIN ? Read::again : Read::eof;
     }
 }
 
-Status PipeReader::receive(Message& out, std::uint64_t& pin, Clock::time_point deadline) noexcept {
-    const bool try_only = expired(deadline);
-    // Blocking with nothing buffered (the common case): poll first, saving a read() that
-    // would only say EAGAIN.
-    bool read_first = try_only || last_fill_full_ || reassembler().has_gone_partials();
-    while (true) {
-        if (interrupted()) return Status(Errc::closed, "interrupted");
+bool PipeReader::matches(const char* name) const {
+    const std::size_t len = std::strlen(name);
+    return len > prefix_.size() + suffix_.size() && std::strncmp(name, prefix_.c_str(), prefix_.size()) == 0 &&
+           std::strcmp(name + len - suffix_.size(), suffix_.c_str()) == 0;
+}
+
+void PipeReader::open_and_queue(const std::string& name) {
+    Incoming in;
+    in.writer_id = transport::parse_object_name(name, params_.domain);
+    if (in.writer_id == 0) return;
+    in.path = params_.runtime_dir + "/" + name;
+    in.fd.reset(::open(in.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!in.fd.valid()) return;  // gone again (a writer that dropped us), or not ours to open
+    struct stat st {};
+    if (::fstat(in.fd.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+    in.dev = st.st_dev;
+    in.ino = st.st_ino;
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        incoming_.push_back(std::move(in));
+    }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(sync_fd_.get(), &one, sizeof one);
+}
+
+void PipeReader::scan_directory() {
+    DIR* dir = ::opendir(params_.runtime_dir.c_str());
+    if (dir == nullptr) return;
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(dir)) {
+        if (matches(e->d_name)) names.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+    for (const std::string& n : names) open_and_queue(n);
+}
+
+// The watcher thread: a writer's FIFO is opened the moment it is created, so that what the
+// writer puts in it survives the writer (a FIFO nobody holds open forgets its contents).
+void PipeReader::watch_loop() {
+    for (;;) {
+        pollfd fds[2] = {{notify_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            transport::log(*host_, transport::LogLevel::error,
+                           "pipe: watcher of " + params_.topic + ": poll failed: " + std::strerror(errno));
+            return;
+        }
+        if (fds[1].revents != 0) return;
         try {
-            if (parse_next(out, pin)) return Status::ok();
+            pump_inotify();
         } catch (...) {
-            return Status(Errc::no_resources, "pipe: out of memory while reassembling");
-        }
-        if (read_first) {
-            const long n = fill();
-            if (n > 0) continue;
-            if (n < 0) return os_error(errc_from_errno(static_cast<int>(-n)), "pipe: cannot read FIFO " + path_,
-                                       static_cast<int>(-n));
-            idle();
-            if (try_only) return Status(Errc::would_block, "no message");
-            if (expired(deadline)) return Status(Errc::timeout, "timed out");
-        }
-        read_first = true;
-        pollfd fds[2] = {{read_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
-        if (::poll(fds, 2, poll_timeout_ms(deadline)) < 0 && errno != EINTR) {
-            return os_error(Errc::io_error, "pipe: cannot poll FIFO " + path_, errno);
         }
     }
+}
+
+void PipeReader::pump_inotify() {
+    alignas(inotify_event) char buf[8192];
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    bool overflow = false;
+    for (;;) {
+        const ssize_t n = ::read(notify_fd_.get(), buf, sizeof buf);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) continue;
+            break;
+        }
+        for (ssize_t off = 0; off < n;) {
+            const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+            if (ev->mask & IN_Q_OVERFLOW) overflow = true;
+            if (ev->len > 0 && matches(ev->name)) open_and_queue(ev->name);
+            off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
+    }
+    if (overflow) scan_directory();
+}
+
+// Receiving thread: watches an opened FIFO.
+void PipeReader::adopt(Incoming&& in) {
+    for (const auto& c : conns_) {
+        if (c->dev == in.dev && c->ino == in.ino) return;  // already watched
+    }
+    if (conns_.size() >= kMaxConnections) {
+        transport::log(*host_, transport::LogLevel::warn,
+                       "pipe: reader of " + params_.topic + " ignores FIFO " + in.path + ": too many writers");
+        return;
+    }
+    auto conn = std::make_unique<Conn>();
+    conn->fd = std::move(in.fd);
+    conn->writer_id = in.writer_id;
+    conn->path = std::move(in.path);
+    conn->dev = in.dev;
+    conn->ino = in.ino;
+    Conn* raw = conn.get();
+    conns_.push_back(std::move(conn));
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        attached_ids_.insert(raw->writer_id);
+    }
+    interest_dirty_ = true;
+    update_interest();
+    // Opened after its writer died: what is in it is all there will be; an empty one goes.
+    if (!transport::process_alive(transport::endpoint_pid(raw->writer_id)) && !raw->blocked) {
+        if (read_conn(*raw) == Read::eof) mark_eof(*raw);
+    }
+}
+
+void PipeReader::handle_sync() {
+    std::uint64_t v = 0;
+    [[maybe_unused]] ssize_t n = ::read(sync_fd_.get(), &v, sizeof v);
+    std::vector<Incoming> incoming;
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        incoming.swap(incoming_);
+    }
+    for (Incoming& in : incoming) adopt(std::move(in));
+    // A FIFO of a dead writer that never showed end-of-file (opened before its writer did):
+    // read it now; end-of-file closes it.
+    for (std::size_t i = conns_.size(); i-- > 0;) {
+        Conn* conn = conns_[i].get();
+        if (conn->blocked || conn->eof || transport::process_alive(transport::endpoint_pid(conn->writer_id))) continue;
+        if (read_conn(*conn) == Read::eof) mark_eof(*conn);
+    }
+    forget_stale(false);
+}
+
+// FIFOs are their writer's to remove; one whose writer died (or sent garbage) is removed here.
+void PipeReader::forget_stale(bool all) {
+    for (std::size_t i = stale_.size(); i-- > 0;) {
+        Stale& s = stale_[i];
+        const bool dead = !transport::process_alive(s.pid);
+        if (dead && same_file(s.path, s.dev, s.ino)) ::unlink(s.path.c_str());
+        if (dead || all || !same_file(s.path, s.dev, s.ino)) {
+            stale_[i] = std::move(stale_.back());
+            stale_.pop_back();
+        }
+    }
+}
+
+// End of file: the writer closed the FIFO or died. The frames already read are still
+// delivered; try_parse_any closes it when no whole frame is left.
+void PipeReader::mark_eof(Conn& conn) {
+    conn.eof = true;
+    if (last_ == &conn) last_ = nullptr;
+    interest_dirty_ = true;
+}
+
+void PipeReader::close_conn(Conn* conn, bool torn, bool garbage) {
+    if (torn) lost_.fetch_add(1, std::memory_order_relaxed);
+    if (last_ == conn) last_ = nullptr;
+    const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
+    if (it == conns_.end()) return;
+    // Explicitly: a forked child may share the descriptor, and then close() would not
+    // remove it from the epoll set.
+    if (conn->registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn->fd.get(), nullptr);
+    if (conn->chunk != nullptr) {
+        auto lock = pool_lock();
+        detach_locked(conn->chunk);
+    }
+    const pid_t pid = transport::endpoint_pid(conn->writer_id);
+    if (same_file(conn->path, conn->dev, conn->ino)) {
+        if (garbage || !transport::process_alive(pid)) {
+            ::unlink(conn->path.c_str());
+        } else if (stale_.size() < kMaxStale) {
+            stale_.push_back(Stale{conn->path, conn->dev, conn->ino, pid});  // its writer may be dying
+        }
+    }
+    const std::uint64_t writer_id = conn->writer_id;
+    conns_.erase(it);
+    interest_dirty_ = true;
+    if (std::none_of(conns_.begin(), conns_.end(), [&](const auto& c) { return c->writer_id == writer_id; })) {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        attached_ids_.erase(writer_id);
+    }
+}
+
+// A FIFO waits (is not watched nor parsed) while an older FIFO of the same writer is open:
+// that keeps per-writer order when a writer re-created its FIFO while the old one still held
+// frames.
+void PipeReader::update_interest() {
+    first_of_writer_.clear();
+    for (auto& c : conns_) {
+        Conn& conn = *c;
+        conn.blocked = !first_of_writer_.insert(conn.writer_id).second;
+        const bool watch = !conn.blocked && !conn.eof;
+        if (watch == conn.registered) continue;
+        if (!watch) {
+            ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
+            conn.registered = false;
+        } else if (epoll_add(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn))) {
+            conn.registered = true;
+        }
+    }
+    interest_dirty_ = false;
+}
+
+// ---- chunk pool (pool_mu_ held) ----
+
+PipeReader::Chunk* PipeReader::get_chunk_locked(std::size_t need) {
+    Chunk* chunk = nullptr;
+    if (need <= kChunkSize && !free_small_.empty()) {
+        chunk = free_small_.back();
+        free_small_.pop_back();
+    } else if (need > kChunkSize) {
+        auto it = std::find_if(free_large_.begin(), free_large_.end(), [&](Chunk* c) { return c->cap >= need; });
+        if (it != free_large_.end()) {
+            chunk = *it;
+            free_large_.erase(it);
+        }
+    }
+    if (chunk == nullptr) {
+        // need <= kHeaderSize + max_message_size: checked before any frame asks for room.
+        // Not zeroed: pages the writer never fills are never touched.
+        auto fresh = std::make_unique<Chunk>();
+        fresh->cap = std::max(need, kChunkSize);
+        fresh->mem.reset(new std::byte[fresh->cap]);
+        all_chunks_.insert(fresh.get());
+        chunk = fresh.release();
+    }
+    chunk->attached = true;
+    chunk->refs = 0;
+    return chunk;
+}
+
+void PipeReader::detach_locked(Chunk* chunk) {
+    chunk->attached = false;
+    if (chunk->refs == 0) {
+        ++chunk->refs;
+        release_locked(chunk);
+    }
+}
+
+void PipeReader::release_locked(Chunk* chunk) {
+    if (--chunk->refs != 0 || chunk->attached) return;
+    auto& list = chunk->cap == kChunkSize ? free_small_ : free_large_;
+    const std::size_t keep = chunk->cap == kChunkSize ? kMaxFreeSmall : kMaxFreeLarge;
+    if (list.size() < keep) {
+        list.push_back(chunk);
+        return;
+    }
+    all_chunks_.erase(chunk);
+    delete chunk;
 }
 
 }  // namespace ferry::pipe

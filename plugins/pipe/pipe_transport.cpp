@@ -1,13 +1,7 @@
 #include "pipe_transport.hpp"
 
-#include <fcntl.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
 #include <fstream>
 
 #include <ferry/transport/naming.hpp>
@@ -30,84 +24,71 @@ std::size_t round_to_pages(std::size_t bytes) {
     return size;
 }
 
-// What depth asks for: depth units of PIPE_BUF (the kernel rounds to a power of two pages).
-std::size_t depth_pipe_size(std::uint32_t depth) { return round_to_pages(static_cast<std::size_t>(depth) * kUnitSize); }
-
-// Never less than the default 64 KiB (a smaller pipe only slows large messages down);
-// drop_oldest asks for 1 MiB so that a writer rarely finds the pipe full while the drain
-// thread is descheduled. Pages are only allocated when written.
-std::size_t wanted_pipe_size(const TopicParams& params) {
-    const std::size_t floor = params.overflow == Overflow::drop_oldest ? (1u << 20) : (64u << 10);
-    return std::max(depth_pipe_size(params.depth), round_to_pages(std::min(floor, pipe_max_size())));
-}
+// What depth asks for: depth pages (the kernel rounds to a power of two pages).
+std::size_t depth_pipe_size(std::uint32_t depth) { return round_to_pages(static_cast<std::size_t>(depth) * 4096); }
 
 }  // namespace
 
-Capabilities PipeTransport::capabilities() const noexcept {
-    return Capabilities{false, kMaxFragmentedMessage,
-                        "named pipes (FIFOs): one per reader, atomic PIPE_BUF units, fragments above"};
+std::string fifo_suffix(std::uint64_t reader_id) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "to-%016llx.fifo", static_cast<unsigned long long>(reader_id));
+    return buf;
+}
+
+std::string fifo_path(const TopicParams& params, std::uint64_t writer_id, std::uint64_t reader_id) {
+    return transport::runtime_path(params.runtime_dir, params.domain, writer_id, fifo_suffix(reader_id).c_str());
+}
+
+// Never less than 128 KiB, so that a 64 KiB message and its header go in one write();
+// drop_oldest asks for 1 MiB so that a writer rarely finds the FIFO full while the drain
+// thread is descheduled. Pages are only allocated when written.
+std::size_t wanted_pipe_size(const TopicParams& params) {
+    const std::size_t floor = params.overflow == transport::Overflow::drop_oldest ? (1u << 20) : (128u << 10);
+    return std::max(depth_pipe_size(params.depth), round_to_pages(std::min(floor, pipe_max_size())));
+}
+
+transport::Capabilities PipeTransport::capabilities() const noexcept {
+    return transport::Capabilities{false, kMaxMessage,
+                                   "named pipes (FIFOs): one per writer and reader, one framed write per message"};
 }
 
 Status PipeTransport::validate(const TopicParams& params) const noexcept {
-    if (params.max_message_size > kMaxFragmentedMessage) {
-        return Status(Errc::invalid_argument, "pipe: max_message_size " + std::to_string(params.max_message_size) +
-                                                  " exceeds the 4 GiB the unit header can describe");
+    try {
+        if (params.max_message_size > kMaxMessage) {
+            return Status(Errc::invalid_argument, "pipe: max_message_size " + std::to_string(params.max_message_size) +
+                                                      " exceeds the 4 GiB this transport allows");
+        }
+        if (params.depth == 0) return Status(Errc::invalid_argument, "pipe: depth must be at least 1");
+        if (params.runtime_dir.empty()) return Status(Errc::invalid_argument, "pipe: no runtime directory");
+        const std::size_t size = depth_pipe_size(params.depth);
+        const std::size_t max = pipe_max_size();
+        if (size > max) {
+            return Status(Errc::no_resources,
+                          "pipe: depth " + std::to_string(params.depth) + " needs a pipe of " + std::to_string(size) +
+                              " bytes (depth x 4096) but fs.pipe-max-size is " + std::to_string(max) +
+                              "; raise it with `sysctl -w fs.pipe-max-size=" + std::to_string(size) +
+                              "` or lower the topic's depth");
+        }
+        return Status::ok();
+    } catch (...) {
+        return Status(Errc::internal, "pipe: validate failed");
     }
-    if (params.depth == 0) return Status(Errc::invalid_argument, "pipe: depth must be at least 1");
-    if (params.runtime_dir.empty()) return Status(Errc::invalid_argument, "pipe: no runtime directory");
-    const std::size_t size = depth_pipe_size(params.depth);
-    const std::size_t max = pipe_max_size();
-    if (size > max) {
-        return Status(Errc::no_resources,
-                      "pipe: depth " + std::to_string(params.depth) + " needs a pipe of " + std::to_string(size) +
-                          " bytes (depth x PIPE_BUF) but fs.pipe-max-size is " + std::to_string(max) +
-                          "; raise it with `sysctl -w fs.pipe-max-size=" + std::to_string(size) +
-                          "` or lower the topic's depth");
-    }
-    return Status::ok();
 }
 
-Status PipeTransport::create_writer(const TopicParams& params, std::unique_ptr<Writer>& out) noexcept {
+Status PipeTransport::create_writer(const TopicParams& params, std::unique_ptr<transport::Writer>& out) noexcept {
     if (Status st = validate(params); !st) return st;
     try {
-        out = std::make_unique<PipeWriter>(host_, params);
+        out = std::make_unique<PipeWriter>(*host_, params);
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources, "pipe: cannot create writer: out of memory");
     }
 }
 
-Status PipeTransport::create_reader(const TopicParams& params, std::unique_ptr<Reader>& out) noexcept {
+Status PipeTransport::create_reader(const TopicParams& params, std::unique_ptr<transport::Reader>& out) noexcept {
     if (Status st = validate(params); !st) return st;
     try {
-        const std::string path = runtime_path(params.runtime_dir, params.domain, params.endpoint_id, "fifo");
-        if (::mkfifo(path.c_str(), params.mode) != 0) {
-            // The id is ours: an entry of that name is a leftover of a dead process that had our pid.
-            if (errno != EEXIST || ::unlink(path.c_str()) != 0 || ::mkfifo(path.c_str(), params.mode) != 0) {
-                return os_error(errc_from_errno(errno), "pipe: cannot create FIFO " + path, errno);
-            }
-        }
-        auto fail = [&](const std::string& action) {
-            const int err = errno;
-            ::unlink(path.c_str());
-            return os_error(errc_from_errno(err), action + " " + path, err);
-        };
-        if (::chmod(path.c_str(), params.mode) != 0) return fail("pipe: cannot set mode of FIFO");
-        UniqueFd read_fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-        if (!read_fd.valid()) return fail("pipe: cannot open FIFO for reading");
-        UniqueFd self_fd(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-        if (!self_fd.valid()) return fail("pipe: cannot open FIFO for writing");
-        UniqueFd wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!wake_fd.valid()) return fail("pipe: cannot create eventfd for");
-        const std::size_t size = wanted_pipe_size(params);
-        if (::fcntl(read_fd.get(), F_SETPIPE_SZ, static_cast<int>(size)) < 0) {
-            log(host_, LogLevel::warn,
-                "pipe: cannot size FIFO " + path + " to " + std::to_string(size) + " bytes (" +
-                    std::strerror(errno) + "); keeping the kernel default");
-        }
-        out = std::make_unique<PipeReader>(host_, params, path, std::move(read_fd), std::move(self_fd),
-                                           std::move(wake_fd));
-        return Status::ok();
+        return PipeReader::create(*host_, params, out);
     } catch (...) {
         return Status(Errc::no_resources, "pipe: cannot create reader: out of memory");
     }

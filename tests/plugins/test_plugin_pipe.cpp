@@ -1,11 +1,14 @@
 // The named-pipe plugin through the SDK interface, plus the SDK's fragmentation layer
 // (fragment.hpp) that it shares with the mq plugin.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdio>
 #include <map>
 
 #include <ferry/transport/fragment.hpp>
@@ -13,20 +16,64 @@
 
 #define FERRY_TEST_PLUGIN "pipe"
 
-bool reader_object_exists(const ferry::transport::TopicParams& reader) {
-    const std::string path = ferry::transport::runtime_path(reader.runtime_dir, reader.domain, reader.endpoint_id, "fifo");
-    struct stat st {};
-    return ::lstat(path.c_str(), &st) == 0;
+namespace {
+
+// "to-<reader id>.fifo": the suffix of every FIFO a writer creates for that reader.
+std::string addressed_to(std::uint64_t reader_id) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, ".to-%016llx.fifo", static_cast<unsigned long long>(reader_id));
+    return buf;
 }
 
+}  // namespace
+
+// A reader's objects are the FIFOs its writers created for it.
+bool reader_object_exists(const ferry::transport::TopicParams& reader) {
+    DIR* dir = ::opendir(reader.runtime_dir.c_str());
+    if (dir == nullptr) return false;
+    const std::string prefix = "ferry." + reader.domain + ".";
+    const std::string suffix = addressed_to(reader.endpoint_id);
+    bool found = false;
+    while (const dirent* e = ::readdir(dir)) {
+        const std::string name = e->d_name;
+        if (name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            found = true;
+        }
+    }
+    ::closedir(dir);
+    return found;
+}
+
+// A rogue process (same user) creates its own FIFO addressed to the reader, named like a
+// writer's, waits until the reader has opened it, and writes into it. A reader that finds
+// garbage closes and removes the FIFO; the rogue then makes a new one.
 void write_raw(const ferry::transport::TopicParams& reader, const void* bytes, std::size_t n) {
     static std::map<std::uint64_t, int> fds;
+    ::signal(SIGPIPE, SIG_IGN);  // runs in the rogue child only
+    const std::string path = ferry::transport::runtime_path(
+        reader.runtime_dir, reader.domain, ferry::transport::make_endpoint_id(::getpid(), 0xBAD),
+        addressed_to(reader.endpoint_id).c_str() + 1);
     int& fd = fds[reader.endpoint_id];
-    if (fd <= 0) {
-        const std::string path = ferry::transport::runtime_path(reader.runtime_dir, reader.domain, reader.endpoint_id, "fifo");
-        fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (fd <= 0) {
+            ::unlink(path.c_str());
+            if (::mkfifo(path.c_str(), 0600) != 0) return;
+            // O_WRONLY|O_NONBLOCK opens only once a reader has the FIFO open.
+            for (int i = 0; i < 2000 && fd <= 0; ++i) {
+                fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0) ::usleep(1000);
+            }
+            if (fd < 0) {
+                ::unlink(path.c_str());
+                fd = 0;
+                return;
+            }
+        }
+        if (::write(fd, bytes, n) >= 0 || errno != EPIPE) return;
+        ::close(fd);  // the reader dropped this FIFO as garbage: make another
+        fd = 0;
     }
-    [[maybe_unused]] const ssize_t w = ::write(fd, bytes, n);
 }
 
 #include "plugins/transport_cases.hpp"
