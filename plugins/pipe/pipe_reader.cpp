@@ -230,7 +230,7 @@ PipeReader::Recv PipeReader::receive(SampleBuffer& out, Clock::time_point deadli
     bool pumped = false;
     for (;;) {
         if (try_parse_any(out)) return Recv::frame;
-        if (last_ != nullptr) {
+        if (last_ != nullptr && fast_) {
             // The FIFO that delivered last is the likeliest to have more: one read, no epoll.
             Conn* conn = last_;
             last_ = nullptr;
@@ -239,6 +239,7 @@ PipeReader::Recv PipeReader::receive(SampleBuffer& out, Clock::time_point deadli
                 last_ = conn;
                 continue;
             }
+            fast_ = false;  // the writer is not ahead of us: wait in epoll_wait
             if (rd == Read::eof) {
                 mark_eof(*conn);
                 continue;
@@ -312,6 +313,9 @@ bool PipeReader::try_parse_any(SampleBuffer& out) {
             switch (try_parse(conn, out, why)) {
                 case Parse::frame:
                     rr_ = i + 1;
+                    // More bytes already behind this frame: the writer is ahead of us, so the
+                    // next take tries a plain read of this FIFO before epoll_wait.
+                    if (conn.fill != conn.pos) fast_ = true;
                     return true;
                 case Parse::incomplete:
                     if (conn.eof) {

@@ -233,7 +233,8 @@ private:
     std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
     bool interest_dirty_ = false;
     std::size_t rr_ = 0;
-    Conn* last_ = nullptr;  // the FIFO that delivered last: read first, before epoll_wait
+    Conn* last_ = nullptr;  // the FIFO that delivered last
+    bool fast_ = false;     // its writer is ahead: read it first, before epoll_wait
 
     // Chunks of received bytes; samples point into them.
     std::mutex pool_mu_;
