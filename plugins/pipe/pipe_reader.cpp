@@ -118,8 +118,8 @@ void PipeReader::interrupt() noexcept {
     }
 }
 
-// Writers create FIFOs for us and inotify tells the receiving thread at once; the list is a
-// fallback (missed events) and tells which writers died, so their FIFOs can go.
+// Writers create FIFOs for us and the watcher thread opens them at once; the list is a
+// fallback (a missed event), and a sync is when FIFOs of dead writers are looked at.
 void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
     try {
         std::vector<std::uint64_t> unknown;
