@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <poll.h>
 #include <cerrno>
 #include <cstring>
 
@@ -56,13 +57,7 @@ Status PipeReader::create(const Host& host, const TopicParams& params, std::uniq
     };
     r->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     r->sync_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    r->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!r->wake_fd_.valid() || !r->sync_fd_.valid() || !r->stop_fd_.valid()) return fail("cannot create eventfd");
-    r->notify_fd_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (!r->notify_fd_.valid()) return fail("cannot create inotify instance");
-    if (::inotify_add_watch(r->notify_fd_.get(), params.runtime_dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
-        return fail("cannot watch runtime directory " + params.runtime_dir);
-    }
+    if (!r->wake_fd_.valid() || !r->sync_fd_.valid()) return fail("cannot create eventfd");
     r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
     if (!r->epoll_fd_.valid() || !epoll_add(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
         !epoll_add(r->epoll_fd_.get(), r->sync_fd_.get(), kSyncTag)) {
@@ -72,19 +67,18 @@ Status PipeReader::create(const Host& host, const TopicParams& params, std::uniq
         r->threaded_ = true;
         r->ring_.resize(params.depth);
     }
+    std::string error;
+    r->watcher_ = DirWatcher::get(params.runtime_dir, error);
+    if (!r->watcher_) return Status(Errc::no_resources, "pipe: " + error);
+    r->watcher_->add(r.get());
     r->scan_directory();  // nothing is addressed to a new id, unless left over
-    r->watcher_ = std::thread([raw = r.get()] { raw->watch_loop(); });
     if (r->threaded_) r->drain_ = std::thread([raw = r.get()] { raw->drain_loop(); });
     out = std::move(r);
     return Status::ok();
 }
 
 PipeReader::~PipeReader() {
-    if (watcher_.joinable()) {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] ssize_t n = ::write(stop_fd_.get(), &one, sizeof one);
-        watcher_.join();
-    }
+    if (watcher_) watcher_->remove(this);
     if (drain_.joinable()) {
         const std::uint64_t one = 1;
         [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
@@ -258,7 +252,7 @@ PipeReader::Recv PipeReader::receive(SampleBuffer& out, Clock::time_point deadli
                 if (!pumped) {
                     // Nothing: make sure a FIFO created just before is not still announced only.
                     pumped = true;
-                    pump_inotify();
+                    watcher_->pump();
                     bool more = false;
                     {
                         std::lock_guard<std::mutex> lock(sync_mu_);
@@ -450,31 +444,69 @@ void PipeReader::scan_directory() {
     for (const std::string& n : names) open_and_queue(n);
 }
 
-// The watcher thread: a writer's FIFO is opened the moment it is created, so that what the
-// writer puts in it survives the writer (a FIFO nobody holds open forgets its contents).
-void PipeReader::watch_loop() {
+// ---- the watcher: a writer's FIFO is opened the moment it is created, so that what the
+// writer puts in it survives the writer (a FIFO nobody holds open forgets its contents) ----
+
+std::shared_ptr<DirWatcher> DirWatcher::get(const std::string& dir, std::string& error) {
+    static std::mutex registry_mu;
+    static auto* registry = new std::unordered_map<std::string, std::weak_ptr<DirWatcher>>();  // never destroyed
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto& slot = (*registry)[dir];
+    if (auto existing = slot.lock(); existing && existing->pid_ == ::getpid()) return existing;
+    std::shared_ptr<DirWatcher> w(new DirWatcher());
+    w->pid_ = ::getpid();
+    w->fd_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    w->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!w->fd_.valid() || !w->stop_.valid()) {
+        error = std::string("cannot create an inotify instance: ") + std::strerror(errno) +
+                " (see fs.inotify.max_user_instances)";
+        return nullptr;
+    }
+    if (::inotify_add_watch(w->fd_.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
+        error = "cannot watch runtime directory " + dir + ": " + std::strerror(errno);
+        return nullptr;
+    }
+    w->thread_ = new std::thread([raw = w.get()] { raw->loop(); });
+    slot = w;
+    return w;
+}
+
+DirWatcher::~DirWatcher() {
+    if (thread_ == nullptr || pid_ != ::getpid()) return;  // a forked child's copy: no thread here
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
+    thread_->join();
+    delete thread_;
+}
+
+void DirWatcher::add(PipeReader* reader) {
+    std::lock_guard<std::mutex> lock(mu_);
+    readers_.push_back(reader);
+}
+
+void DirWatcher::remove(PipeReader* reader) {
+    std::lock_guard<std::mutex> lock(mu_);
+    readers_.erase(std::remove(readers_.begin(), readers_.end(), reader), readers_.end());
+}
+
+void DirWatcher::loop() {
     for (;;) {
-        pollfd fds[2] = {{notify_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+        pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {
             if (errno == EINTR) continue;
-            transport::log(*host_, transport::LogLevel::error,
-                           "pipe: watcher of " + params_.topic + ": poll failed: " + std::strerror(errno));
             return;
         }
         if (fds[1].revents != 0) return;
-        try {
-            pump_inotify();
-        } catch (...) {
-        }
+        pump();
     }
 }
 
-void PipeReader::pump_inotify() {
+void DirWatcher::pump() {
     alignas(inotify_event) char buf[8192];
-    std::lock_guard<std::mutex> lock(watch_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     bool overflow = false;
     for (;;) {
-        const ssize_t n = ::read(notify_fd_.get(), buf, sizeof buf);
+        const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
         if (n <= 0) {
             if (n < 0 && errno == EINTR) continue;
             break;
@@ -482,11 +514,25 @@ void PipeReader::pump_inotify() {
         for (ssize_t off = 0; off < n;) {
             const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
             if (ev->mask & IN_Q_OVERFLOW) overflow = true;
-            if (ev->len > 0 && matches(ev->name)) open_and_queue(ev->name);
+            if (ev->len > 0) {
+                for (PipeReader* r : readers_) {
+                    try {
+                        if (r->matches(ev->name)) r->open_and_queue(ev->name);
+                    } catch (...) {
+                    }
+                }
+            }
             off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
         }
     }
-    if (overflow) scan_directory();
+    if (overflow) {
+        for (PipeReader* r : readers_) {
+            try {
+                r->scan_directory();
+            } catch (...) {
+            }
+        }
+    }
 }
 
 // Receiving thread: watches an opened FIFO.

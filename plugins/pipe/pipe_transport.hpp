@@ -60,6 +60,8 @@ std::string fifo_path(const TopicParams& params, std::uint64_t writer_id, std::u
 // Pipe capacity asked for with F_SETPIPE_SZ (see README: depth).
 std::size_t wanted_pipe_size(const TopicParams& params);
 
+class DirWatcher;
+
 class PipeWriter final : public transport::Writer {
 public:
     PipeWriter(const Host& host, const TopicParams& params);
@@ -122,6 +124,7 @@ private:
 
 class PipeReader final : public transport::Reader {
 public:
+    friend class DirWatcher;
     // Creates the inotify watch, the epoll set (and, for drop_oldest, the drain thread).
     static Status create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out);
     ~PipeReader() override;
@@ -183,10 +186,6 @@ private:
     // even if the writer dies) and hands it to the receiving thread.
     void open_and_queue(const std::string& name);
     void scan_directory();
-    void watch_loop();
-    // Reads pending inotify events and opens what they name (watch_mu_), so that a taking
-    // thread that found nothing can be sure no FIFO announced before is left unopened.
-    void pump_inotify();
     void adopt(Incoming&& in);
     void handle_sync();
     void close_conn(Conn* conn, bool torn, bool garbage);
@@ -211,15 +210,12 @@ private:
     std::string suffix_;  // ".to-<our id>.fifo"
     UniqueFd wake_fd_;    // eventfd: interrupt() in direct mode, shutdown of the drain thread
     UniqueFd sync_fd_;    // eventfd: sync_writers() has a new list
-    UniqueFd notify_fd_;  // inotify on the runtime directory
-    UniqueFd epoll_fd_;   // the three above and every FIFO not blocked
+    UniqueFd epoll_fd_;   // the two above and every FIFO not blocked
     bool threaded_ = false;  // drop_oldest: a drain thread receives
     std::atomic<bool> interrupted_{false};
     std::atomic<std::uint64_t> lost_{0};
 
-    UniqueFd stop_fd_;    // eventfd: shutdown of the watcher thread
-    std::thread watcher_;  // opens FIFOs as soon as inotify reports them
-    std::mutex watch_mu_;
+    std::shared_ptr<DirWatcher> watcher_;
 
     std::mutex sync_mu_;
     std::vector<PeerInfo> writers_;  // the last list from sync_writers
@@ -249,6 +245,34 @@ private:
     std::size_t head_ = 0;
     std::size_t count_ = 0;
     std::thread drain_;
+};
+
+class PipeReader;
+
+// One inotify instance and one thread per process and runtime directory, shared by every
+// reader there (inotify instances are few: fs.inotify.max_user_instances is 128 per user).
+// It opens each FIFO the moment it is created, for the reader it is addressed to.
+class DirWatcher {
+public:
+    static std::shared_ptr<DirWatcher> get(const std::string& dir, std::string& error);
+    ~DirWatcher();
+
+    void add(PipeReader* reader);
+    void remove(PipeReader* reader);
+    // Reads pending events and hands what they name to the readers (mu_): after it returns, no
+    // FIFO announced before is left unopened.
+    void pump();
+
+private:
+    DirWatcher() = default;
+    void loop();
+
+    UniqueFd fd_;
+    UniqueFd stop_;
+    std::thread* thread_ = nullptr;  // not joined in a forked child, where it does not run
+    pid_t pid_ = 0;
+    std::mutex mu_;
+    std::vector<PipeReader*> readers_;
 };
 
 class PipeTransport final : public transport::Transport {
