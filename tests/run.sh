@@ -11,13 +11,16 @@ if [ ! -d /dev/mqueue ] || ! mountpoint -q /dev/mqueue; then
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_WARNINGS_AS_ERRORS=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
+# Test domains are named t<pid>_<n>: any such object the suite leaves behind is a leak.
+runtime=${FERRY_RUNTIME_DIR:-${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/ferry}}
+runtime=${runtime:-/tmp/ferry-$(id -u)}
+test_objects() { ls /dev/shm /dev/mqueue "$runtime" 2>/dev/null | grep -E '^ferry\.t[0-9]+_' | sort || true; }
+before=$(test_objects)
+
 status=0
 (cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 300) || status=$?
 
-# Test domains are named t<pid>_<n>: anything of theirs still present is a leak.
-runtime=${FERRY_RUNTIME_DIR:-${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/ferry}}
-runtime=${runtime:-/tmp/ferry-$(id -u)}
-leaks=$(ls /dev/shm /dev/mqueue "$runtime" 2>/dev/null | grep -E '^ferry\.t[0-9]+_' || true)
+leaks=$(comm -13 <(echo "$before") <(test_objects) | grep . || true)
 if [ -n "$leaks" ]; then
   echo "LEAK: test objects left behind:"; echo "$leaks"; status=1
 else
