@@ -1,0 +1,223 @@
+// Building blocks of the byte-stream transports (uds, pipe): one stream per writer-reader pair
+// carrying framed messages. What is shared is the framing and the policy; a plugin keeps only
+// its mechanism (how a per-pair stream is created, opened or discovered, and how a dead peer
+// is detected).
+//
+//   FrameHeader    {magic, dropped_before, size} before every message on a stream
+//   FramedWriter   loans with room for the header, and one framed message delivered to many
+//                  streams with the overflow policy (non-blocking put, then one poll on all
+//                  full streams until the deadline; a stream timed out mid-frame is dropped)
+//   ChunkPool      pooled receive chunks; samples are views into them
+//   RecvStream     receive state of one stream, and parse_frame(): header validated (magic,
+//                  size <= max_message_size) before any room is asked for
+//   DropOldestRing the newest `depth` samples, filled by a reader's drain thread
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <poll.h>
+#include <sys/types.h>
+
+#include <ferry/transport/posix.hpp>
+#include <ferry/transport/transport.hpp>
+
+namespace ferry::transport {
+
+struct FrameHeader {
+    std::uint32_t magic;
+    std::uint32_t dropped_before;  // messages the writer skipped for this reader just before
+    std::uint64_t size;
+};
+
+inline constexpr std::size_t kFrameHeaderSize = sizeof(FrameHeader);
+
+// ---- writer side ----
+
+// How a plugin's FramedWriter words its outcomes and applies drop_oldest.
+struct FramedWriterOptions {
+    const char* name;         // "uds": prefix of every message
+    std::uint32_t magic;      // of FrameHeader
+    const char* queue;        // "queue": what was full, in "reader(s) had a full <queue>"
+    const char* torn;         // "disconnected mid-frame": what a timeout mid-frame did
+    const char* closed;       // why a put that wrote 0 bytes drops the stream
+    // drop_oldest: how long a full stream is waited for (0: block_timeout), and whether a
+    // stream that stayed full is then skipped at once ("stalled") until a put succeeds.
+    Clock::duration drop_oldest_wait{0};
+    bool skip_stalled = false;
+};
+
+class FramedWriter : public Writer {
+public:
+    ~FramedWriter() override;
+
+    Status loan(std::size_t size, LoanBuffer& out) noexcept override;
+    Status commit(LoanBuffer& buf, std::size_t size) noexcept override;
+    void release(LoanBuffer& buf) noexcept override;
+    void sync_readers(const std::vector<PeerInfo>& readers) noexcept override;
+    std::size_t reader_count() const noexcept override { return count_.load(std::memory_order_relaxed); }
+
+protected:
+    // One reader's stream; a plugin derives its own with what its mechanism needs.
+    struct Channel {
+        virtual ~Channel() = default;
+        UniqueFd fd;
+        std::uint64_t reader_id = 0;
+        std::uint32_t dropped = 0;  // drop_oldest: frames skipped since the last one sent
+        bool stalled = false;       // skip_stalled: the reader stopped draining; skip at once
+        bool dead = false;
+    };
+
+    FramedWriter(const Host& host, const TopicParams& params, const FramedWriterOptions& options);
+
+    // The mechanism. open_channel: a new stream to `reader` (nullptr and `error` when not now).
+    virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) = 0;
+    // One non-blocking write of `size` bytes (errno set when it returns < 0).
+    virtual ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept = 0;
+    // overflow fail only: true when the whole frame cannot go in now (nothing is put then).
+    virtual bool refuse(const Channel&, std::size_t /*total*/) noexcept { return false; }
+    // A put found the stream full: is its reader still there to drain it?
+    virtual bool peer_alive(const Channel&) noexcept { return true; }
+    // A channel leaves the set (mu_ held): reclaim what it named.
+    virtual void forget_locked(Channel&) noexcept {}
+    // For a derived destructor: forget every channel.
+    void forget_all() noexcept;
+
+    const Host* host_;
+    TopicParams params_;
+
+private:
+    struct Slot {
+        std::unique_ptr<std::byte[]> mem;
+        std::size_t cap = 0;
+        bool in_use = false;
+    };
+    struct Pending {
+        Channel* ch;
+        std::size_t sent;
+    };
+
+    void refresh_snapshot();
+    void drop(Channel& ch, const char* why);
+    Status deliver(std::byte* frame, std::size_t total);
+    Slot* slot_of(const LoanBuffer& buf) noexcept;
+
+    FramedWriterOptions options_;
+
+    mutable std::mutex mu_;  // guards conns_; taken briefly by commit and sync_readers
+    std::unordered_map<std::uint64_t, std::shared_ptr<Channel>> conns_;
+    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<std::size_t> count_{0};
+    std::mutex sync_mu_;  // one sync_readers at a time
+
+    // Owned by the thread using the writer.
+    std::vector<std::shared_ptr<Channel>> snapshot_;
+    std::uint64_t snapshot_generation_ = ~std::uint64_t{0};
+    std::vector<Slot> slots_;
+    std::vector<Pending> pending_;
+    std::vector<pollfd> pfds_;
+};
+
+// ---- reader side ----
+
+// Chunks of received bytes; a sample's handle is its Chunk*. Locked only when shared between
+// a drain thread and the taking thread (set_shared).
+class ChunkPool {
+public:
+    // One read usually brings a whole frame (core header + payload up to ~256 KiB) or a burst.
+    static constexpr std::size_t kChunkSize = 256 * 1024;
+
+    struct Chunk {
+        std::unique_ptr<std::byte[]> mem;
+        std::size_t cap = 0;
+        std::uint32_t refs = 0;  // samples handed out and not yet released
+        bool attached = false;   // a stream still receives into it
+    };
+
+    ChunkPool() = default;
+    ChunkPool(const ChunkPool&) = delete;
+    ChunkPool& operator=(const ChunkPool&) = delete;
+    ~ChunkPool();
+
+    void set_shared(bool shared) noexcept { shared_ = shared; }
+    std::unique_lock<std::mutex> lock() {
+        return shared_ ? std::unique_lock<std::mutex>(mu_) : std::unique_lock<std::mutex>();
+    }
+    std::mutex& mutex() noexcept { return mu_; }
+
+    // lock() held.
+    Chunk* get_locked(std::size_t need);
+    void detach_locked(Chunk* chunk);
+    void release_locked(Chunk* chunk);
+
+    // A sample handed out by parse_frame.
+    void release(SampleBuffer& sample) noexcept;
+
+private:
+    bool shared_ = false;
+    std::mutex mu_;
+    std::unordered_set<Chunk*> all_;
+    std::vector<Chunk*> free_small_;
+    std::vector<Chunk*> free_large_;
+};
+
+// The receive state of one stream.
+struct RecvStream {
+    ChunkPool::Chunk* chunk = nullptr;
+    std::size_t pos = 0;                 // first unparsed byte in chunk
+    std::size_t fill = 0;                // end of received bytes in chunk
+    std::size_t need = kFrameHeaderSize;  // bytes the frame at pos needs, once its header is known
+
+    std::size_t avail() const noexcept { return fill - pos; }
+    // Makes room after fill for the rest of the frame at pos (need bytes in all).
+    void prepare_space(ChunkPool& pool);
+    // Gives its chunk back (the stream is closed).
+    void detach(ChunkPool& pool);
+};
+
+enum class FrameParse { frame, incomplete, bad };
+
+// Parses the frame at s.pos (at least kFrameHeaderSize bytes available) into `out`, a view
+// into the chunk; adds its dropped_before to `lost`. bad: `why` says what was wrong.
+FrameParse parse_frame(RecvStream& s, ChunkPool& pool, std::uint32_t magic, std::uint64_t max_message_size,
+                       SampleBuffer& out, std::string& why, std::atomic<std::uint64_t>& lost);
+
+// drop_oldest: the newest `depth` samples, pushed by a drain thread, taken by the user's.
+class DropOldestRing {
+public:
+    void init(std::size_t depth) { ring_.resize(depth); }
+    // Queues `s`; when full, the oldest is released into `pool` and counted in `lost`.
+    void push(const SampleBuffer& s, ChunkPool& pool, std::atomic<std::uint64_t>& lost);
+    // Waits until a sample, `interrupted` or `deadline`. `name` prefixes the messages.
+    Status take(SampleBuffer& out, Clock::time_point deadline, bool nonblocking, const std::atomic<bool>& interrupted,
+                const char* name);
+    // Wakes take() (after `interrupted` was set).
+    void wake_all();
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<SampleBuffer> ring_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+};
+
+// ---- the readers' epoll set and wake-up eventfd ----
+
+// Adds `fd` to the epoll set `epfd` for EPOLLIN, tagged with `tag`.
+bool epoll_watch(int epfd, int fd, std::uint64_t tag) noexcept;
+// Adds or removes `fd` as `watch` says, unless `registered` (kept up to date) says it already is.
+void epoll_set_watched(int epfd, int fd, std::uint64_t tag, bool watch, bool& registered) noexcept;
+// Adds one to an eventfd: wakes whoever polls it.
+void signal_eventfd(int fd) noexcept;
+
+}  // namespace ferry::transport

@@ -1,0 +1,487 @@
+#include <ferry/transport/framed_stream.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+namespace ferry::transport {
+
+namespace {
+
+constexpr std::size_t kMaxFreeSmall = 16;
+constexpr std::size_t kMaxFreeLarge = 2;
+
+std::string hex_id(std::uint64_t id) {
+    char buf[19];
+    std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(id));
+    return buf;
+}
+
+bool is_retry(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+
+}  // namespace
+
+// ---- FramedWriter ----
+
+FramedWriter::FramedWriter(const Host& host, const TopicParams& params, const FramedWriterOptions& options)
+    : host_(&host), params_(params), options_(options) {}
+
+FramedWriter::~FramedWriter() = default;
+
+void FramedWriter::forget_all() noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, ch] : conns_) forget_locked(*ch);
+    conns_.clear();
+}
+
+Status FramedWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
+    if (size > params_.max_message_size) {
+        return Status(Errc::too_large, std::string(options_.name) + ": loan of " + std::to_string(size) + " bytes exceeds max_message_size " +
+                                           std::to_string(params_.max_message_size) + " of topic " + params_.topic);
+    }
+    try {
+        std::size_t index = 0;
+        while (index < slots_.size() && slots_[index].in_use) ++index;
+        if (index == slots_.size()) slots_.emplace_back();
+        Slot& slot = slots_[index];
+        const std::size_t needed = kFrameHeaderSize + size;
+        if (slot.cap < needed) {
+            // Grow geometrically but never past what the topic allows; default-initialised
+            // (not zeroed) so untouched pages of a big buffer cost nothing.
+            std::size_t cap = std::max<std::size_t>({needed, slot.cap * 2, 4096});
+            cap = std::min(cap, kFrameHeaderSize + params_.max_message_size);
+            slot.mem.reset(new std::byte[cap]);
+            slot.cap = cap;
+        }
+        slot.in_use = true;
+        out.data = slot.mem.get() + kFrameHeaderSize;
+        out.capacity = slot.cap - kFrameHeaderSize;
+        out.handle = index + 1;
+        return Status::ok();
+    } catch (...) {
+        return Status(Errc::no_resources,
+                      std::string(options_.name) + ": cannot allocate a loan of " + std::to_string(size) + " bytes");
+    }
+}
+
+FramedWriter::Slot* FramedWriter::slot_of(const LoanBuffer& buf) noexcept {
+    if (buf.handle == 0 || buf.handle > slots_.size()) return nullptr;
+    Slot& slot = slots_[buf.handle - 1];
+    if (!slot.in_use || buf.data != slot.mem.get() + kFrameHeaderSize) return nullptr;
+    return &slot;
+}
+
+void FramedWriter::release(LoanBuffer& buf) noexcept {
+    if (Slot* slot = slot_of(buf)) slot->in_use = false;
+    buf = LoanBuffer{};
+}
+
+Status FramedWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
+    Slot* slot = slot_of(buf);
+    if (slot == nullptr) {
+        return Status(Errc::invalid_argument, std::string(options_.name) + ": commit of a buffer that is not an open loan");
+    }
+    Status result;
+    try {
+        if (size > params_.max_message_size) {
+            result = Status(Errc::too_large, std::string(options_.name) + ": message of " + std::to_string(size) +
+                                                 " bytes exceeds max_message_size " +
+                                                 std::to_string(params_.max_message_size) + " of topic " + params_.topic);
+        } else if (size > buf.capacity) {
+            result = Status(Errc::invalid_argument, std::string(options_.name) + ": commit size larger than the loan");
+        } else {
+            result = deliver(slot->mem.get(), kFrameHeaderSize + size);
+        }
+    } catch (...) {
+        result = Status(Errc::internal, std::string(options_.name) + ": commit failed");
+    }
+    slot->in_use = false;
+    buf = LoanBuffer{};
+    return result;
+}
+
+void FramedWriter::refresh_snapshot() {
+    const std::uint64_t gen = generation_.load(std::memory_order_acquire);
+    if (gen == snapshot_generation_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_.clear();
+    for (auto& [id, ch] : conns_) snapshot_.push_back(ch);
+    snapshot_generation_ = generation_.load(std::memory_order_relaxed);
+}
+
+// Closing the stream is what keeps a reader from ever delivering a half-written frame: the
+// reader sees end-of-file and discards the partial. The next sync opens a new stream.
+void FramedWriter::drop(Channel& ch, const char* why) {
+    log(*host_, LogLevel::debug,
+        std::string(options_.name) + ": writer of " + params_.topic + " drops reader " + hex_id(ch.reader_id) + ": " +
+            why);
+    ch.dead = true;
+    ch.fd.reset();
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(ch.reader_id);
+    if (it != conns_.end() && it->second.get() == &ch) {
+        forget_locked(ch);
+        conns_.erase(it);
+        count_.store(conns_.size(), std::memory_order_relaxed);
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+}
+
+// Sends one frame to every reader. Each put is non-blocking; readers whose stream is full are
+// then waited for together, so one commit blocks for at most block_timeout in total.
+Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
+    refresh_snapshot();
+    FrameHeader header{options_.magic, 0, total - kFrameHeaderSize};
+    const auto overflow = params_.overflow;
+    const bool drop_oldest = overflow == Overflow::drop_oldest;
+    Errc worst = Errc::ok;
+    std::size_t full = 0;
+    std::size_t torn = 0;
+
+    pending_.clear();
+    for (auto& sp : snapshot_) {
+        Channel& ch = *sp;
+        if (ch.dead) continue;
+        header.dropped_before = ch.dropped;
+        std::memcpy(frame, &header, kFrameHeaderSize);
+        if (overflow == Overflow::fail && refuse(ch, total)) {
+            worst = Errc::would_block;
+            ++full;
+            continue;
+        }
+        const ssize_t n = put(ch, frame, total);
+        if (n == static_cast<ssize_t>(total)) {
+            ch.dropped = 0;
+            ch.stalled = false;
+        } else if (n > 0) {
+            pending_.push_back({&ch, static_cast<std::size_t>(n)});
+        } else if (n < 0 && is_retry(errno)) {
+            // drop_oldest: the reader's drain thread empties its stream all the time and drops
+            // the oldest itself, so a full stream is a moment's wait, and skipping this frame
+            // would drop the newest. Only a reader that stopped draining costs the wait.
+            if (!peer_alive(ch)) {
+                drop(ch, "reader gone");
+            } else if (overflow == Overflow::fail) {
+                worst = Errc::would_block;
+                ++full;
+            } else if (drop_oldest && ch.stalled) {
+                ++ch.dropped;  // reported in the next frame's header
+            } else {
+                pending_.push_back({&ch, 0});
+            }
+        } else {
+            drop(ch, n < 0 ? std::strerror(errno) : options_.closed);
+        }
+    }
+
+    if (!pending_.empty()) {
+        const auto wait = drop_oldest && options_.drop_oldest_wait.count() > 0
+                              ? std::min<Clock::duration>(params_.block_timeout, options_.drop_oldest_wait)
+                              : Clock::duration(params_.block_timeout);
+        const auto deadline = Clock::now() + wait;
+        while (!pending_.empty()) {
+            pfds_.resize(pending_.size());
+            for (std::size_t i = 0; i < pending_.size(); ++i) {
+                pfds_[i] = pollfd{pending_[i].ch->fd.get(), POLLOUT, 0};
+            }
+            const int r = ::poll(pfds_.data(), pfds_.size(), poll_timeout_ms(deadline));
+            if (r < 0 && errno != EINTR) break;
+            if (r <= 0) {
+                if (expired(deadline)) break;
+                continue;
+            }
+            for (std::size_t i = pending_.size(); i-- > 0;) {
+                if (pfds_[i].revents == 0) continue;
+                Pending& p = pending_[i];
+                // This stream's own header: another stream's may have been written meanwhile.
+                header.dropped_before = p.ch->dropped;
+                std::memcpy(frame, &header, kFrameHeaderSize);
+                const ssize_t n = put(*p.ch, frame + p.sent, total - p.sent);
+                if (n > 0) {
+                    p.sent += static_cast<std::size_t>(n);
+                    if (p.sent < total) continue;
+                    p.ch->dropped = 0;
+                    p.ch->stalled = false;
+                } else if (n < 0 && is_retry(errno)) {
+                    continue;
+                } else {
+                    drop(*p.ch, n < 0 ? std::strerror(errno) : options_.closed);
+                }
+                pending_[i] = pending_.back();
+                pending_.pop_back();
+            }
+        }
+        for (Pending& p : pending_) {
+            if (p.sent == 0) {
+                ++full;
+                if (drop_oldest) {
+                    ++p.ch->dropped;  // reported in the next frame's header
+                    if (options_.skip_stalled) p.ch->stalled = true;
+                }
+            } else {
+                // Half a frame is in the stream: closing it is the only way to keep the reader
+                // from ever seeing a torn message.
+                drop(*p.ch, "timed out in the middle of a frame");
+                ++torn;
+            }
+            if (!drop_oldest) worst = Errc::timeout;
+        }
+    }
+
+    if (worst == Errc::ok) return Status::ok();
+    std::string msg = std::string(options_.name) + ": topic " + params_.topic + ": ";
+    if (worst == Errc::would_block) {
+        msg += std::to_string(full) + " reader(s) had a full " + options_.queue + " (overflow fail)";
+    } else {
+        msg += std::to_string(full + torn) + " reader(s) stayed full for block_timeout";
+        if (torn) msg += " (" + std::to_string(torn) + " " + options_.torn + ")";
+    }
+    return Status(worst, std::move(msg));
+}
+
+void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
+    try {
+        std::lock_guard<std::mutex> sync_lock(sync_mu_);
+        std::vector<PeerInfo> to_add;
+        bool changed = false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            for (auto it = conns_.begin(); it != conns_.end();) {
+                const bool listed = std::any_of(readers.begin(), readers.end(),
+                                                [&](const PeerInfo& p) { return p.endpoint_id == it->first; });
+                if (listed) {
+                    ++it;
+                } else {
+                    forget_locked(*it->second);
+                    it = conns_.erase(it);  // the writer thread closes it with its snapshot
+                    changed = true;
+                }
+            }
+            for (const PeerInfo& p : readers) {
+                if (p.endpoint_id != 0 && conns_.count(p.endpoint_id) == 0) to_add.push_back(p);
+            }
+        }
+        for (const PeerInfo& p : to_add) {
+            std::string error;
+            auto ch = open_channel(p, error);
+            if (!ch) {
+                log(*host_, LogLevel::debug, std::string(options_.name) + ": writer of " + params_.topic + ": " + error);
+                continue;
+            }
+            ch->reader_id = p.endpoint_id;
+            std::lock_guard<std::mutex> lock(mu_);
+            conns_.emplace(p.endpoint_id, std::move(ch));
+            changed = true;
+        }
+        if (changed) {
+            std::lock_guard<std::mutex> lock(mu_);
+            count_.store(conns_.size(), std::memory_order_relaxed);
+            generation_.fetch_add(1, std::memory_order_release);
+        }
+    } catch (...) {
+        log(*host_, LogLevel::error, std::string(options_.name) + ": sync_readers failed for topic " + params_.topic);
+    }
+}
+
+// ---- ChunkPool ----
+
+ChunkPool::~ChunkPool() {
+    for (Chunk* c : all_) delete c;
+}
+
+ChunkPool::Chunk* ChunkPool::get_locked(std::size_t need) {
+    Chunk* chunk = nullptr;
+    if (need <= kChunkSize && !free_small_.empty()) {
+        chunk = free_small_.back();
+        free_small_.pop_back();
+    } else if (need > kChunkSize) {
+        auto it = std::find_if(free_large_.begin(), free_large_.end(), [&](Chunk* c) { return c->cap >= need; });
+        if (it != free_large_.end()) {
+            chunk = *it;
+            free_large_.erase(it);
+        }
+    }
+    if (chunk == nullptr) {
+        // need <= kFrameHeaderSize + max_message_size: checked before any frame asks for room.
+        // Not zeroed: pages the peer never fills are never touched.
+        auto fresh = std::make_unique<Chunk>();
+        fresh->cap = std::max(need, kChunkSize);
+        fresh->mem.reset(new std::byte[fresh->cap]);
+        all_.insert(fresh.get());
+        chunk = fresh.release();
+    }
+    chunk->attached = true;
+    chunk->refs = 0;
+    return chunk;
+}
+
+void ChunkPool::detach_locked(Chunk* chunk) {
+    chunk->attached = false;
+    if (chunk->refs == 0) {
+        ++chunk->refs;
+        release_locked(chunk);
+    }
+}
+
+void ChunkPool::release_locked(Chunk* chunk) {
+    if (--chunk->refs != 0 || chunk->attached) return;
+    auto& list = chunk->cap == kChunkSize ? free_small_ : free_large_;
+    const std::size_t keep = chunk->cap == kChunkSize ? kMaxFreeSmall : kMaxFreeLarge;
+    if (list.size() < keep) {
+        list.push_back(chunk);
+        return;
+    }
+    all_.erase(chunk);
+    delete chunk;
+}
+
+void ChunkPool::release(SampleBuffer& sample) noexcept {
+    if (sample.handle != 0) {
+        auto guard = lock();
+        release_locked(reinterpret_cast<Chunk*>(sample.handle));
+    }
+    sample = SampleBuffer{};
+}
+
+// ---- RecvStream ----
+
+void RecvStream::prepare_space(ChunkPool& pool) {
+    auto guard = pool.lock();
+    if (chunk != nullptr && pos == fill) {
+        if (chunk->refs == 0 && chunk->cap >= need) {
+            pos = fill = 0;
+            return;
+        }
+        pool.detach_locked(chunk);
+        chunk = nullptr;
+    }
+    if (chunk == nullptr) {
+        chunk = pool.get_locked(need);
+        pos = fill = 0;
+        return;
+    }
+    if (pos + need <= chunk->cap) return;
+    const std::size_t partial = fill - pos;
+    if (chunk->refs == 0 && need <= chunk->cap) {
+        std::memmove(chunk->mem.get(), chunk->mem.get() + pos, partial);
+    } else {
+        ChunkPool::Chunk* bigger = pool.get_locked(need);
+        std::memcpy(bigger->mem.get(), chunk->mem.get() + pos, partial);
+        pool.detach_locked(chunk);
+        chunk = bigger;
+    }
+    pos = 0;
+    fill = partial;
+}
+
+void RecvStream::detach(ChunkPool& pool) {
+    if (chunk == nullptr) return;
+    auto guard = pool.lock();
+    pool.detach_locked(chunk);
+}
+
+FrameParse parse_frame(RecvStream& s, ChunkPool& pool, std::uint32_t magic, std::uint64_t max_message_size,
+                       SampleBuffer& out, std::string& why, std::atomic<std::uint64_t>& lost) {
+    const std::size_t avail = s.fill - s.pos;
+    const std::byte* p = s.chunk->mem.get() + s.pos;
+    FrameHeader header;
+    std::memcpy(&header, p, sizeof header);
+    if (header.magic != magic) {
+        why = "corrupt frame header";
+        return FrameParse::bad;
+    }
+    if (header.size > max_message_size) {
+        why = "frame of " + std::to_string(header.size) + " bytes exceeds max_message_size " +
+              std::to_string(max_message_size);
+        return FrameParse::bad;
+    }
+    const std::size_t total = kFrameHeaderSize + static_cast<std::size_t>(header.size);
+    if (avail < total) {
+        s.need = total;
+        return FrameParse::incomplete;
+    }
+    out.data = p + kFrameHeaderSize;
+    out.size = static_cast<std::size_t>(header.size);
+    out.handle = reinterpret_cast<std::uint64_t>(s.chunk);
+    {
+        auto guard = pool.lock();
+        ++s.chunk->refs;
+    }
+    s.pos += total;
+    s.need = kFrameHeaderSize;
+    if (header.dropped_before != 0) lost.fetch_add(header.dropped_before, std::memory_order_relaxed);
+    return FrameParse::frame;
+}
+
+// ---- DropOldestRing ----
+
+void DropOldestRing::push(const SampleBuffer& s, ChunkPool& pool, std::atomic<std::uint64_t>& lost) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        const std::size_t depth = ring_.size();
+        if (count_ == depth) {
+            SampleBuffer oldest = ring_[head_];
+            head_ = (head_ + 1) % depth;
+            --count_;
+            lost.fetch_add(1, std::memory_order_relaxed);
+            std::lock_guard<std::mutex> chunks_lock(pool.mutex());
+            pool.release_locked(reinterpret_cast<ChunkPool::Chunk*>(oldest.handle));
+        }
+        ring_[(head_ + count_) % depth] = s;
+        ++count_;
+    }
+    cv_.notify_one();
+}
+
+Status DropOldestRing::take(SampleBuffer& out, Clock::time_point deadline, bool nonblocking,
+                            const std::atomic<bool>& interrupted, const char* name) {
+    std::unique_lock<std::mutex> lock(mu_);
+    // Bound the wait so that a far-away deadline cannot overflow inside the condition variable.
+    const auto limit = Clock::now() + std::chrono::hours(24 * 365);
+    const auto until = deadline < limit ? deadline : limit;
+    while (count_ == 0 && !interrupted.load() && Clock::now() < until) cv_.wait_until(lock, until);
+    if (interrupted.load()) return Status(Errc::closed, std::string(name) + ": reader interrupted");
+    if (count_ == 0) {
+        if (nonblocking) return Status(Errc::would_block, std::string(name) + ": no message");
+        return Status(Errc::timeout, std::string(name) + ": no message before the deadline");
+    }
+    out = ring_[head_];
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    return Status::ok();
+}
+
+void DropOldestRing::wake_all() {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    cv_.notify_all();
+}
+
+// ---- epoll and eventfd ----
+
+bool epoll_watch(int epfd, int fd, std::uint64_t tag) noexcept {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    return ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void epoll_set_watched(int epfd, int fd, std::uint64_t tag, bool watch, bool& registered) noexcept {
+    if (watch == registered) return;
+    if (!watch) {
+        ::epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
+        registered = false;
+    } else if (epoll_watch(epfd, fd, tag)) {
+        registered = true;
+    }
+}
+
+void signal_eventfd(int fd) noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+}  // namespace ferry::transport
