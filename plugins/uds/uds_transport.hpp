@@ -10,21 +10,18 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <ferry/transport/framed_stream.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -50,13 +47,8 @@ struct Hello {
     std::uint64_t writer_id;
 };
 
-struct FrameHeader {
-    std::uint32_t magic;
-    std::uint32_t dropped_before;
-    std::uint64_t size;
-};
-
-inline constexpr std::size_t kHeaderSize = sizeof(FrameHeader);
+using transport::FrameHeader;
+inline constexpr std::size_t kHeaderSize = transport::kFrameHeaderSize;
 static_assert(sizeof(Hello) == kHeaderSize, "hello and frame header share one size");
 
 // The socket path of a reader endpoint.
@@ -76,55 +68,16 @@ private:
     UniqueFd dir_;  // keeps the /proc/self/fd/<n> alias valid
 };
 
-class UdsWriter final : public transport::Writer {
+// The framing and the overflow policy are the SDK's FramedWriter; this is the mechanism: one
+// connection per reader, greeted with Hello; a dead reader shows as a send error.
+class UdsWriter final : public transport::FramedWriter {
 public:
     UdsWriter(const Host& host, const TopicParams& params);
     ~UdsWriter() override;
 
-    Status loan(std::size_t size, LoanBuffer& out) noexcept override;
-    Status commit(LoanBuffer& buf, std::size_t size) noexcept override;
-    void release(LoanBuffer& buf) noexcept override;
-    void sync_readers(const std::vector<PeerInfo>& readers) noexcept override;
-    std::size_t reader_count() const noexcept override { return count_.load(std::memory_order_relaxed); }
-
 private:
-    struct Conn {
-        UniqueFd fd;
-        std::uint64_t reader_id = 0;
-        std::uint32_t dropped = 0;  // drop_oldest: frames skipped since the last one sent
-        bool dead = false;
-    };
-    struct Slot {
-        std::unique_ptr<std::byte[]> mem;
-        std::size_t cap = 0;
-        bool in_use = false;
-    };
-    struct Pending {
-        Conn* conn;
-        std::size_t sent;
-    };
-
-    UniqueFd connect_to(std::uint64_t reader_id, std::string& error) const;
-    void refresh_snapshot();
-    void drop(Conn& conn, const char* why);
-    Status deliver(std::byte* frame, std::size_t total);
-    Slot* slot_of(const LoanBuffer& buf) noexcept;
-
-    const Host* host_;
-    TopicParams params_;
-
-    mutable std::mutex mu_;  // guards conns_; taken briefly by commit and sync_readers
-    std::unordered_map<std::uint64_t, std::shared_ptr<Conn>> conns_;
-    std::atomic<std::uint64_t> generation_{0};
-    std::atomic<std::size_t> count_{0};
-    std::mutex sync_mu_;  // one sync_readers at a time
-
-    // Owned by the thread using the writer.
-    std::vector<std::shared_ptr<Conn>> snapshot_;
-    std::uint64_t snapshot_generation_ = ~std::uint64_t{0};
-    std::vector<Slot> slots_;
-    std::vector<Pending> pending_;
-    std::vector<pollfd> pfds_;
+    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
+    ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
 };
 
 class UdsReader final : public transport::Reader {
@@ -140,22 +93,13 @@ public:
     void interrupt() noexcept override;
 
 private:
-    struct Chunk {
-        std::unique_ptr<std::byte[]> mem;
-        std::size_t cap = 0;
-        std::uint32_t refs = 0;  // samples handed out and not yet released
-        bool attached = false;   // a connection still receives into it
-    };
     struct Conn {
         UniqueFd fd;
         std::uint64_t writer_id = 0;
         bool hello = false;
         bool blocked = false;     // an older connection of the same writer is still open
         bool registered = false;  // in the epoll set
-        Chunk* chunk = nullptr;
-        std::size_t pos = 0;   // first unparsed byte in chunk
-        std::size_t fill = 0;  // end of received bytes in chunk
-        std::size_t need = kHeaderSize;  // bytes the frame at pos needs, once its header is known
+        transport::RecvStream in;  // received bytes, in chunks of pool_
     };
     enum class Parse { frame, incomplete, hello, bad };
     enum class Recv { frame, timeout, closed, error };
@@ -166,20 +110,9 @@ private:
     bool try_parse_any(SampleBuffer& out);
     Parse try_parse(Conn& conn, SampleBuffer& out, std::string& why);
     bool read_conn(Conn& conn);
-    void prepare_space(Conn& conn);
     void accept_all();
     void close_conn(std::size_t index, bool torn);
     void update_interest();
-    // Locks pool_mu_ only when a drain thread shares the chunks with the taking thread.
-    std::unique_lock<std::mutex> pool_lock() {
-        return threaded_ ? std::unique_lock<std::mutex>(pool_mu_) : std::unique_lock<std::mutex>();
-    }
-
-    Chunk* get_chunk_locked(std::size_t need);
-    void detach_locked(Chunk* chunk);
-    void release_locked(Chunk* chunk);
-
-    Status take_queued(SampleBuffer& out, Clock::time_point deadline, bool nonblocking);
     void drain_loop();
 
     const Host* host_;
@@ -199,18 +132,10 @@ private:
     bool interest_dirty_ = false;
     std::size_t rr_ = 0;
 
-    // Chunks of received bytes; samples point into them.
-    std::mutex pool_mu_;
-    std::unordered_set<Chunk*> all_chunks_;
-    std::vector<Chunk*> free_small_;
-    std::vector<Chunk*> free_large_;
-
+    // Chunks of received bytes; samples point into them. Shared with the drain thread.
+    transport::ChunkPool pool_;
     // drop_oldest only: the newest `depth` frames, filled by the drain thread.
-    std::mutex queue_mu_;
-    std::condition_variable queue_cv_;
-    std::vector<SampleBuffer> ring_;
-    std::size_t head_ = 0;
-    std::size_t count_ = 0;
+    transport::DropOldestRing ring_;
     std::thread drain_;
 };
 
