@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include <ferry/transport/naming.hpp>
 
@@ -19,22 +20,13 @@ namespace ferry::pipe {
 
 namespace {
 
-// One read usually brings a whole frame (core header + payload up to ~256 KiB) or a burst.
-constexpr std::size_t kChunkSize = 256 * 1024;
-constexpr std::size_t kMaxFreeSmall = 16;
-constexpr std::size_t kMaxFreeLarge = 2;
 constexpr std::size_t kMaxConnections = 1024;
 constexpr std::size_t kMaxStale = 64;
 // epoll tags of the fixed descriptors; FIFOs are tagged with their Conn*.
 constexpr std::uint64_t kWakeTag = 1;
 constexpr std::uint64_t kSyncTag = 2;
 
-bool epoll_add(int epfd, int fd, std::uint64_t tag) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = tag;
-    return ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
-}
+using transport::epoll_watch;
 
 bool same_file(const std::string& path, dev_t dev, ino_t ino) {
     struct stat st {};
@@ -59,13 +51,14 @@ Status PipeReader::create(const Host& host, const TopicParams& params, std::uniq
     r->sync_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!r->wake_fd_.valid() || !r->sync_fd_.valid()) return fail("cannot create eventfd");
     r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!r->epoll_fd_.valid() || !epoll_add(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
-        !epoll_add(r->epoll_fd_.get(), r->sync_fd_.get(), kSyncTag)) {
+    if (!r->epoll_fd_.valid() || !epoll_watch(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
+        !epoll_watch(r->epoll_fd_.get(), r->sync_fd_.get(), kSyncTag)) {
         return fail("cannot create epoll set");
     }
     if (params.overflow == transport::Overflow::drop_oldest) {
         r->threaded_ = true;
-        r->ring_.resize(params.depth);
+        r->pool_.set_shared(true);
+        r->ring_.init(params.depth);
     }
     std::string error;
     r->watcher_ = DirWatcher::get(params.runtime_dir, error);
@@ -80,8 +73,7 @@ Status PipeReader::create(const Host& host, const TopicParams& params, std::uniq
 PipeReader::~PipeReader() {
     if (watcher_) watcher_->remove(this);
     if (drain_.joinable()) {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+        transport::signal_eventfd(wake_fd_.get());
         drain_.join();
     }
     // FIFOs belong to their writers; those of dead writers are removed here.
@@ -98,17 +90,14 @@ PipeReader::~PipeReader() {
     }
     forget_stale(true);
     conns_.clear();
-    for (Chunk* c : all_chunks_) delete c;
 }
 
 void PipeReader::interrupt() noexcept {
     interrupted_.store(true);
     if (drain_.joinable()) {
-        { std::lock_guard<std::mutex> lock(queue_mu_); }
-        queue_cv_.notify_all();
+        ring_.wake_all();
     } else {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+        transport::signal_eventfd(wake_fd_.get());
     }
 }
 
@@ -128,8 +117,7 @@ void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
         for (std::uint64_t id : unknown) {
             open_and_queue(transport::object_name(params_.domain, id, fifo_suffix(params_.endpoint_id).c_str()));
         }
-        const std::uint64_t one = 1;
-        [[maybe_unused]] ssize_t n = ::write(sync_fd_.get(), &one, sizeof one);
+        transport::signal_eventfd(sync_fd_.get());
     } catch (...) {
         transport::log(*host_, transport::LogLevel::error, "pipe: sync_writers failed for topic " + params_.topic);
     }
@@ -138,7 +126,7 @@ void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
 Status PipeReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "pipe: reader interrupted");
     try {
-        if (drain_.joinable()) return take_queued(out, deadline, deadline <= Clock::now());
+        if (drain_.joinable()) return ring_.take(out, deadline, deadline <= Clock::now(), interrupted_, "pipe");
         switch (receive(out, deadline)) {
             case Recv::frame: return Status::ok();
             case Recv::closed: return Status(Errc::closed, "pipe: reader interrupted");
@@ -152,13 +140,7 @@ Status PipeReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept 
     }
 }
 
-void PipeReader::release(SampleBuffer& sample) noexcept {
-    if (sample.handle != 0) {
-        auto lock = pool_lock();
-        release_locked(reinterpret_cast<Chunk*>(sample.handle));
-    }
-    sample = SampleBuffer{};
-}
+void PipeReader::release(SampleBuffer& sample) noexcept { pool_.release(sample); }
 
 // ---- drop_oldest: a drain thread keeps the newest `depth` frames ----
 
@@ -178,40 +160,8 @@ void PipeReader::drain_loop() {
                            "pipe: drain thread of " + params_.topic + ": epoll_wait failed: " + std::strerror(errno));
             return;
         }
-        if (r != Recv::frame) continue;
-        {
-            std::lock_guard<std::mutex> lock(queue_mu_);
-            const std::size_t depth = ring_.size();
-            if (count_ == depth) {
-                SampleBuffer oldest = ring_[head_];
-                head_ = (head_ + 1) % depth;
-                --count_;
-                lost_.fetch_add(1, std::memory_order_relaxed);
-                std::lock_guard<std::mutex> chunks_lock(pool_mu_);
-                release_locked(reinterpret_cast<Chunk*>(oldest.handle));
-            }
-            ring_[(head_ + count_) % depth] = s;
-            ++count_;
-        }
-        queue_cv_.notify_one();
+        if (r == Recv::frame) ring_.push(s, pool_, lost_);
     }
-}
-
-Status PipeReader::take_queued(SampleBuffer& out, Clock::time_point deadline, bool nonblocking) {
-    std::unique_lock<std::mutex> lock(queue_mu_);
-    // Bound the wait so that a far-away deadline cannot overflow inside the condition variable.
-    const auto limit = Clock::now() + std::chrono::hours(24 * 365);
-    const auto until = deadline < limit ? deadline : limit;
-    while (count_ == 0 && !interrupted_.load() && Clock::now() < until) queue_cv_.wait_until(lock, until);
-    if (interrupted_.load()) return Status(Errc::closed, "pipe: reader interrupted");
-    if (count_ == 0) {
-        if (nonblocking) return Status(Errc::would_block, "pipe: no message");
-        return Status(Errc::timeout, "pipe: no message before the deadline");
-    }
-    out = ring_[head_];
-    head_ = (head_ + 1) % ring_.size();
-    --count_;
-    return Status::ok();
 }
 
 // ---- receiving frames from the FIFOs ----
@@ -296,28 +246,28 @@ bool PipeReader::try_parse_any(SampleBuffer& out) {
             const std::size_t i = (rr_ + k) % n;
             Conn& conn = *conns_[i];
             if (conn.blocked) continue;
-            if (conn.fill - conn.pos < kHeaderSize) {
+            if (conn.in.avail() < kHeaderSize) {
                 if (conn.eof) {
-                    close_conn(&conn, conn.pos != conn.fill, false);
+                    close_conn(&conn, conn.in.pos != conn.in.fill, false);
                     rescan = true;
                 }
                 continue;
             }
             std::string why;
-            switch (try_parse(conn, out, why)) {
-                case Parse::frame:
+            switch (transport::parse_frame(conn.in, pool_, kFrameMagic, params_.max_message_size, out, why, lost_)) {
+                case transport::FrameParse::frame:
                     rr_ = i + 1;
                     // More bytes already behind this frame: the writer is ahead of us, so the
                     // next take tries a plain read of this FIFO before epoll_wait.
-                    if (conn.fill != conn.pos) fast_ = true;
+                    if (conn.in.fill != conn.in.pos) fast_ = true;
                     return true;
-                case Parse::incomplete:
+                case transport::FrameParse::incomplete:
                     if (conn.eof) {
                         close_conn(&conn, true, false);  // a killed writer's partial frame
                         rescan = true;
                     }
                     break;
-                case Parse::bad:
+                case transport::FrameParse::bad:
                     transport::log(*host_, transport::LogLevel::warn,
                                    "pipe: reader of " + params_.topic + " drops FIFO " + conn.path + ": " + why);
                     close_conn(&conn, true, true);
@@ -329,77 +279,14 @@ bool PipeReader::try_parse_any(SampleBuffer& out) {
     }
 }
 
-PipeReader::Parse PipeReader::try_parse(Conn& conn, SampleBuffer& out, std::string& why) {
-    const std::size_t avail = conn.fill - conn.pos;
-    const std::byte* p = conn.chunk->mem.get() + conn.pos;
-    FrameHeader header;
-    std::memcpy(&header, p, sizeof header);
-    if (header.magic != kFrameMagic) {
-        why = "corrupt frame header";
-        return Parse::bad;
-    }
-    if (header.size > params_.max_message_size) {
-        why = "frame of " + std::to_string(header.size) + " bytes exceeds max_message_size " +
-              std::to_string(params_.max_message_size);
-        return Parse::bad;
-    }
-    const std::size_t total = kHeaderSize + static_cast<std::size_t>(header.size);
-    if (avail < total) {
-        conn.need = total;
-        return Parse::incomplete;
-    }
-    out.data = p + kHeaderSize;
-    out.size = static_cast<std::size_t>(header.size);
-    out.handle = reinterpret_cast<std::uint64_t>(conn.chunk);
-    {
-        auto lock = pool_lock();
-        ++conn.chunk->refs;
-    }
-    conn.pos += total;
-    conn.need = kHeaderSize;
-    if (header.dropped_before != 0) lost_.fetch_add(header.dropped_before, std::memory_order_relaxed);
-    return Parse::frame;
-}
-
-// Makes room after conn.fill for the rest of the frame at conn.pos (conn.need bytes in all).
-void PipeReader::prepare_space(Conn& conn) {
-    auto lock = pool_lock();
-    Chunk* chunk = conn.chunk;
-    if (chunk != nullptr && conn.pos == conn.fill) {
-        if (chunk->refs == 0 && chunk->cap >= conn.need) {
-            conn.pos = conn.fill = 0;
-            return;
-        }
-        detach_locked(chunk);
-        chunk = conn.chunk = nullptr;
-    }
-    if (chunk == nullptr) {
-        conn.chunk = get_chunk_locked(conn.need);
-        conn.pos = conn.fill = 0;
-        return;
-    }
-    if (conn.pos + conn.need <= chunk->cap) return;
-    const std::size_t partial = conn.fill - conn.pos;
-    if (chunk->refs == 0 && conn.need <= chunk->cap) {
-        std::memmove(chunk->mem.get(), chunk->mem.get() + conn.pos, partial);
-    } else {
-        Chunk* bigger = get_chunk_locked(conn.need);
-        std::memcpy(bigger->mem.get(), chunk->mem.get() + conn.pos, partial);
-        detach_locked(chunk);
-        conn.chunk = bigger;
-    }
-    conn.pos = 0;
-    conn.fill = partial;
-}
-
 PipeReader::Read PipeReader::read_conn(Conn& conn) {
-    prepare_space(conn);
-    Chunk* chunk = conn.chunk;
-    if (conn.fill == chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
+    transport::RecvStream& in = conn.in;
+    in.prepare_space(pool_);
+    if (in.fill == in.chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
     for (;;) {
-        const ssize_t n = ::read(conn.fd.get(), chunk->mem.get() + conn.fill, chunk->cap - conn.fill);
+        const ssize_t n = ::read(conn.fd.get(), in.chunk->mem.get() + in.fill, in.chunk->cap - in.fill);
         if (n > 0) {
-            conn.fill += static_cast<std::size_t>(n);
+            in.fill += static_cast<std::size_t>(n);
             return Read::data;
         }
         if (n == 0) return Read::eof;  // no writer left: the writer closed it or died
@@ -429,8 +316,7 @@ void PipeReader::open_and_queue(const std::string& name) {
         std::lock_guard<std::mutex> lock(sync_mu_);
         incoming_.push_back(std::move(in));
     }
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(sync_fd_.get(), &one, sizeof one);
+    transport::signal_eventfd(sync_fd_.get());
 }
 
 void PipeReader::scan_directory() {
@@ -473,8 +359,7 @@ std::shared_ptr<DirWatcher> DirWatcher::get(const std::string& dir, std::string&
 
 DirWatcher::~DirWatcher() {
     if (thread_ == nullptr || pid_ != ::getpid()) return;  // a forked child's copy: no thread here
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
+    transport::signal_eventfd(stop_.get());
     thread_->join();
     delete thread_;
 }
@@ -613,10 +498,7 @@ void PipeReader::close_conn(Conn* conn, bool torn, bool garbage) {
     // Explicitly: a forked child may share the descriptor, and then close() would not
     // remove it from the epoll set.
     if (conn->registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn->fd.get(), nullptr);
-    if (conn->chunk != nullptr) {
-        auto lock = pool_lock();
-        detach_locked(conn->chunk);
-    }
+    conn->in.detach(pool_);
     const pid_t pid = transport::endpoint_pid(conn->writer_id);
     if (same_file(conn->path, conn->dev, conn->ino)) {
         if (garbage || !transport::process_alive(pid)) {
@@ -642,64 +524,10 @@ void PipeReader::update_interest() {
     for (auto& c : conns_) {
         Conn& conn = *c;
         conn.blocked = !first_of_writer_.insert(conn.writer_id).second;
-        const bool watch = !conn.blocked && !conn.eof;
-        if (watch == conn.registered) continue;
-        if (!watch) {
-            ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
-            conn.registered = false;
-        } else if (epoll_add(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn))) {
-            conn.registered = true;
-        }
+        transport::epoll_set_watched(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn),
+                                     !conn.blocked && !conn.eof, conn.registered);
     }
     interest_dirty_ = false;
-}
-
-// ---- chunk pool (pool_mu_ held) ----
-
-PipeReader::Chunk* PipeReader::get_chunk_locked(std::size_t need) {
-    Chunk* chunk = nullptr;
-    if (need <= kChunkSize && !free_small_.empty()) {
-        chunk = free_small_.back();
-        free_small_.pop_back();
-    } else if (need > kChunkSize) {
-        auto it = std::find_if(free_large_.begin(), free_large_.end(), [&](Chunk* c) { return c->cap >= need; });
-        if (it != free_large_.end()) {
-            chunk = *it;
-            free_large_.erase(it);
-        }
-    }
-    if (chunk == nullptr) {
-        // need <= kHeaderSize + max_message_size: checked before any frame asks for room.
-        // Not zeroed: pages the writer never fills are never touched.
-        auto fresh = std::make_unique<Chunk>();
-        fresh->cap = std::max(need, kChunkSize);
-        fresh->mem.reset(new std::byte[fresh->cap]);
-        all_chunks_.insert(fresh.get());
-        chunk = fresh.release();
-    }
-    chunk->attached = true;
-    chunk->refs = 0;
-    return chunk;
-}
-
-void PipeReader::detach_locked(Chunk* chunk) {
-    chunk->attached = false;
-    if (chunk->refs == 0) {
-        ++chunk->refs;
-        release_locked(chunk);
-    }
-}
-
-void PipeReader::release_locked(Chunk* chunk) {
-    if (--chunk->refs != 0 || chunk->attached) return;
-    auto& list = chunk->cap == kChunkSize ? free_small_ : free_large_;
-    const std::size_t keep = chunk->cap == kChunkSize ? kMaxFreeSmall : kMaxFreeLarge;
-    if (list.size() < keep) {
-        list.push_back(chunk);
-        return;
-    }
-    all_chunks_.erase(chunk);
-    delete chunk;
 }
 
 }  // namespace ferry::pipe

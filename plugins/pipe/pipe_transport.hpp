@@ -14,19 +14,16 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
-#include <poll.h>
-
+#include <ferry/transport/framed_stream.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -45,13 +42,8 @@ using transport::UniqueFd;
 inline constexpr std::uint32_t kFrameMagic = 0x50595246u;  // "FRYP" in memory
 inline constexpr std::size_t kMaxMessage = 0xFFFFFFFFu;    // what validate() allows
 
-struct FrameHeader {
-    std::uint32_t magic;
-    std::uint32_t dropped_before;
-    std::uint64_t size;
-};
-
-inline constexpr std::size_t kHeaderSize = sizeof(FrameHeader);
+using transport::FrameHeader;
+inline constexpr std::size_t kHeaderSize = transport::kFrameHeaderSize;
 
 // "to-<reader id, 16 hex>.fifo": the suffix of the FIFO a writer creates for `reader_id`.
 std::string fifo_suffix(std::uint64_t reader_id);
@@ -62,64 +54,28 @@ std::size_t wanted_pipe_size(const TopicParams& params);
 
 class DirWatcher;
 
-class PipeWriter final : public transport::Writer {
+// The framing and the overflow policy are the SDK's FramedWriter; this is the mechanism: a
+// FIFO per reader, created and owned by the writer; a dead reader shows as a FIFO that stays
+// full while its pid is gone or its name was removed.
+class PipeWriter final : public transport::FramedWriter {
 public:
     PipeWriter(const Host& host, const TopicParams& params);
     ~PipeWriter() override;
 
-    Status loan(std::size_t size, LoanBuffer& out) noexcept override;
-    Status commit(LoanBuffer& buf, std::size_t size) noexcept override;
-    void release(LoanBuffer& buf) noexcept override;
-    void sync_readers(const std::vector<PeerInfo>& readers) noexcept override;
-    std::size_t reader_count() const noexcept override { return count_.load(std::memory_order_relaxed); }
-
 private:
-    struct Conn {
-        UniqueFd fd;
-        std::uint64_t reader_id = 0;
+    struct Conn : Channel {
         pid_t reader_pid = 0;
         std::string path;
         dev_t dev = 0;
         ino_t ino = 0;
-        std::size_t capacity = 0;   // of the pipe, in bytes
-        std::uint32_t dropped = 0;  // drop_oldest: frames skipped since the last one sent
-        bool stalled = false;       // drop_oldest: the reader stopped draining; skip at once
-        bool dead = false;
-    };
-    struct Slot {
-        std::unique_ptr<std::byte[]> mem;
-        std::size_t cap = 0;
-        bool in_use = false;
-    };
-    struct Pending {
-        Conn* conn;
-        std::size_t sent;
+        std::size_t capacity = 0;  // of the pipe, in bytes
     };
 
-    std::shared_ptr<Conn> create_fifo(const PeerInfo& reader, std::string& error) const;
-    bool reader_there(const Conn& conn) const noexcept;
-    static bool has_room(const Conn& conn, std::size_t total) noexcept;
-    void refresh_snapshot();
-    void drop(Conn& conn, const char* why);
-    void unlink_locked(const Conn& conn) noexcept;
-    Status deliver(std::byte* frame, std::size_t total);
-    Slot* slot_of(const LoanBuffer& buf) noexcept;
-
-    const Host* host_;
-    TopicParams params_;
-
-    mutable std::mutex mu_;  // guards conns_ and the FIFO names; taken briefly by commit and sync
-    std::unordered_map<std::uint64_t, std::shared_ptr<Conn>> conns_;
-    std::atomic<std::uint64_t> generation_{0};
-    std::atomic<std::size_t> count_{0};
-    std::mutex sync_mu_;  // one sync_readers at a time
-
-    // Owned by the thread using the writer.
-    std::vector<std::shared_ptr<Conn>> snapshot_;
-    std::uint64_t snapshot_generation_ = ~std::uint64_t{0};
-    std::vector<Slot> slots_;
-    std::vector<Pending> pending_;
-    std::vector<pollfd> pfds_;
+    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
+    ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
+    bool refuse(const Channel& ch, std::size_t total) noexcept override;
+    bool peer_alive(const Channel& ch) noexcept override;
+    void forget_locked(Channel& ch) noexcept override;
 };
 
 class PipeReader final : public transport::Reader {
@@ -136,12 +92,6 @@ public:
     void interrupt() noexcept override;
 
 private:
-    struct Chunk {
-        std::unique_ptr<std::byte[]> mem;
-        std::size_t cap = 0;
-        std::uint32_t refs = 0;  // samples handed out and not yet released
-        bool attached = false;   // a FIFO still receives into it
-    };
     struct Conn {
         UniqueFd fd;
         std::uint64_t writer_id = 0;
@@ -151,10 +101,7 @@ private:
         bool blocked = false;     // an older FIFO of the same writer is still open
         bool registered = false;  // in the epoll set
         bool eof = false;         // its writer is gone: closed once no whole frame is left
-        Chunk* chunk = nullptr;
-        std::size_t pos = 0;   // first unparsed byte in chunk
-        std::size_t fill = 0;  // end of received bytes in chunk
-        std::size_t need = kHeaderSize;  // bytes the frame at pos needs, once its header is known
+        transport::RecvStream in;  // received bytes, in chunks of pool_
     };
     // A FIFO opened by the watcher thread (or sync_writers), for the receiving thread to adopt.
     struct Incoming {
@@ -170,7 +117,6 @@ private:
         ino_t ino;
         pid_t pid;
     };
-    enum class Parse { frame, incomplete, bad };
     enum class Recv { frame, timeout, would_block, closed, error };
     enum class Read { data, again, eof };
 
@@ -178,9 +124,7 @@ private:
 
     Recv receive(SampleBuffer& out, Clock::time_point deadline);
     bool try_parse_any(SampleBuffer& out);
-    Parse try_parse(Conn& conn, SampleBuffer& out, std::string& why);
     Read read_conn(Conn& conn);
-    void prepare_space(Conn& conn);
     bool matches(const char* name) const;
     // Any thread: opens a FIFO addressed to us (holding it open keeps what its writer wrote,
     // even if the writer dies) and hands it to the receiving thread.
@@ -192,16 +136,6 @@ private:
     void mark_eof(Conn& conn);
     void update_interest();
     void forget_stale(bool all);
-    // Locks pool_mu_ only when a drain thread shares the chunks with the taking thread.
-    std::unique_lock<std::mutex> pool_lock() {
-        return threaded_ ? std::unique_lock<std::mutex>(pool_mu_) : std::unique_lock<std::mutex>();
-    }
-
-    Chunk* get_chunk_locked(std::size_t need);
-    void detach_locked(Chunk* chunk);
-    void release_locked(Chunk* chunk);
-
-    Status take_queued(SampleBuffer& out, Clock::time_point deadline, bool nonblocking);
     void drain_loop();
 
     const Host* host_;
@@ -232,18 +166,10 @@ private:
     Conn* last_ = nullptr;  // the FIFO that delivered last
     bool fast_ = false;     // its writer is ahead: read it first, before epoll_wait
 
-    // Chunks of received bytes; samples point into them.
-    std::mutex pool_mu_;
-    std::unordered_set<Chunk*> all_chunks_;
-    std::vector<Chunk*> free_small_;
-    std::vector<Chunk*> free_large_;
-
+    // Chunks of received bytes; samples point into them. Shared with the drain thread.
+    transport::ChunkPool pool_;
     // drop_oldest only: the newest `depth` frames, filled by the drain thread.
-    std::mutex queue_mu_;
-    std::condition_variable queue_cv_;
-    std::vector<SampleBuffer> ring_;
-    std::size_t head_ = 0;
-    std::size_t count_ = 0;
+    transport::DropOldestRing ring_;
     std::thread drain_;
 };
 
