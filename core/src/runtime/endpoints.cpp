@@ -35,6 +35,20 @@ void check_topic_name(const std::string& topic) {
                     "topic name '" + topic + "' is not valid: use 1 to 191 printable ASCII characters, no spaces");
 }
 
+// The transport and message size an endpoint was built for are those the registry holds.
+bool same_carrier(const Qos& registered, const Qos& used) {
+    return registered.transport == used.transport && registered.max_message_size == used.max_message_size;
+}
+
+// Runs `once` until an endpoint is made: it returns nullptr when the topic appeared with
+// another transport between look-up and registration, and the next try follows the registry.
+template <class Core, class Once>
+std::shared_ptr<Core> create_following_races(const EndpointSpec& spec, Once once) {
+    for (int attempt = 0; attempt < 3; ++attempt)
+        if (auto core = once()) return core;
+    throw Error(Errc::internal, "topic '" + spec.topic + "' keeps changing transport under us; giving up");
+}
+
 }  // namespace
 
 transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id) {
@@ -69,6 +83,10 @@ Qos agree_with_registry(const EndpointSpec& spec) {
 // Publisher
 
 std::shared_ptr<PublisherCore> PublisherCore::create(const EndpointSpec& spec) {
+    return create_following_races<PublisherCore>(spec, [&] { return create_once(spec); });
+}
+
+std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& spec) {
     auto core = std::make_shared<PublisherCore>();
     core->participant_ = spec.participant;
     core->topic_ = spec.topic;
@@ -86,6 +104,11 @@ std::shared_ptr<PublisherCore> PublisherCore::create(const EndpointSpec& spec) {
     TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
     auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::publisher, core->id_, spec.node);
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot advertise '" + spec.topic + "': " + added.error);
+    if (!same_carrier(added.topic.qos, core->qos_)) {
+        // Another process created the topic between our look-up and our registration.
+        spec.participant->registry().remove_endpoint(core->id_);
+        return nullptr;
+    }
     core->registered_ = true;
     core->counters_ = added.counters;
     spec.participant->add(core.get());
@@ -167,6 +190,10 @@ void PublisherCore::release(RawLoan& loan) noexcept {
 // Subscriber
 
 std::shared_ptr<SubscriberCore> SubscriberCore::create(const EndpointSpec& spec, Callback callback) {
+    return create_following_races<SubscriberCore>(spec, [&] { return create_once(spec, callback); });
+}
+
+std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& spec, const Callback& callback) {
     auto core = std::make_shared<SubscriberCore>();
     core->participant_ = spec.participant;
     core->topic_ = spec.topic;
@@ -194,12 +221,16 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create(const EndpointSpec& spec,
     TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
     auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_, spec.node);
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot subscribe to '" + spec.topic + "': " + added.error);
+    if (!same_carrier(added.topic.qos, core->qos_)) {
+        spec.participant->registry().remove_endpoint(core->id_);
+        return nullptr;
+    }
     core->registered_ = true;
     spec.participant->add(core.get());
     spec.participant->sync_now(*core);
     if (callback) {
         SubscriberCore* raw = core.get();
-        core->callback_thread_ = std::thread([raw, cb = std::move(callback)]() mutable { raw->run_callbacks(std::move(cb)); });
+        core->callback_thread_ = std::thread([raw, cb = callback]() mutable { raw->run_callbacks(std::move(cb)); });
     }
     return core;
 }

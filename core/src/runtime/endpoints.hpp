@@ -53,6 +53,7 @@ public:
     PublisherCore() = default;  // use create()
 
 private:
+    static std::shared_ptr<PublisherCore> create_once(const EndpointSpec& spec);  // nullptr: raced
     std::shared_ptr<Participant> participant_;
     std::shared_ptr<LoadedTransport> lib_;
     std::unique_ptr<transport::Writer> writer_;
@@ -96,6 +97,7 @@ public:
     SubscriberCore() = default;  // use create()
 
 private:
+    static std::shared_ptr<SubscriberCore> create_once(const EndpointSpec& spec, const Callback& callback);
     void run_callbacks(Callback callback);
 
     std::shared_ptr<Participant> participant_;
