@@ -85,11 +85,14 @@ std::size_t messages_for(const std::string& transport, std::size_t iterations, s
     return std::max(floor, std::min(iterations * 20, by_bytes));
 }
 
+// --depth: queue depth of every topic and raw ring/queue (default kDepth).
+std::uint32_t g_depth = kDepth;
+
 std::uint32_t depth_for(const std::string& transport) {
     // A POSIX queue may hold at most fs.mqueue.msg_max messages (for processes without
     // CAP_SYS_RESOURCE); ferry's mq topic and the raw queues get the same depth.
-    if (transport == "mq") return static_cast<std::uint32_t>(std::min<std::size_t>(kDepth, mq_msg_max()));
-    return kDepth;
+    if (transport == "mq") return static_cast<std::uint32_t>(std::min<std::size_t>(g_depth, mq_msg_max()));
+    return g_depth;
 }
 
 std::string self_exe() {
@@ -333,6 +336,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{1}, std::size_t{99}));
     app.add_flag("--pin", pin, "pin the ping process to CPU 0 and the peer to CPU 1");
     app.add_option("--json", json_path, "write the results as a JSON array to FILE");
+    app.add_option("--depth", g_depth, "queue depth of every topic and raw queue (mq: at most fs.mqueue.msg_max)")
+        ->check(CLI::Range(1u, 65536u))
+        ->capture_default_str();
     app.add_option("--kinds", kinds_arg, "what to measure: ferry, raw (the OS baseline) or both")->capture_default_str();
     // The echo peer, started by the benchmark itself.
     app.add_option("--peer", peer_kind)->group("");
