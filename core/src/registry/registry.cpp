@@ -142,6 +142,11 @@ ProcessId this_process() {
     return self;
 }
 
+bool process_gone(pid_t pid) {
+    const ProcStat st = read_proc_stat(pid);
+    return !st.exists || st.zombie;
+}
+
 bool process_is(const ProcessId& p) {
     const ProcStat st = read_proc_stat(p.pid);
     return st.exists && !st.zombie && st.start_time == p.start_time;
@@ -331,25 +336,29 @@ std::vector<std::uint64_t> Registry::purge_locked() {
             changed = true;
         }
     }
-    std::vector<bool> used(kMaxTopics, false);
     for (auto& e : shm_->endpoints) {
-        if (e.state.load() != kLive) continue;
-        if (!is_alive(e.pid, e.start_time)) {
+        if (e.state.load() == kLive && !is_alive(e.pid, e.start_time)) {
             e.state.store(kFree);
             removed.push_back(e.id);
             changed = true;
-        } else if (e.topic < kMaxTopics) {
-            used[e.topic] = true;
         }
     }
+    if (drop_unused_topics_locked() || changed) bump_locked();
+    return removed;
+}
+
+bool Registry::drop_unused_topics_locked() noexcept {
+    std::vector<bool> used(kMaxTopics, false);
+    for (auto& e : shm_->endpoints)
+        if (e.state.load() == kLive && e.topic < kMaxTopics) used[e.topic] = true;
+    bool changed = false;
     for (std::size_t i = 0; i < kMaxTopics; ++i) {
         if (shm_->topics[i].state.load() == kLive && !used[i]) {
             shm_->topics[i].state.store(kFree);
             changed = true;
         }
     }
-    if (changed) bump_locked();
-    return removed;
+    return changed;
 }
 
 std::vector<std::uint64_t> Registry::purge_dead() {
@@ -393,13 +402,22 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
         return out;
     }
     Lock lock(*this);
-    purge_locked();
-    std::uint32_t index = kMaxTopics;
-    for (std::uint32_t i = 0; i < kMaxTopics; ++i) {
-        if (shm_->topics[i].state.load() == kLive && read_str(shm_->topics[i].name, kNameLen) == wanted.name) {
-            index = i;
-            break;
-        }
+    auto find_index = [&] {
+        for (std::uint32_t i = 0; i < kMaxTopics; ++i)
+            if (shm_->topics[i].state.load() == kLive && read_str(shm_->topics[i].name, kNameLen) == wanted.name) return i;
+        return static_cast<std::uint32_t>(kMaxTopics);
+    };
+    auto conflicts = [&](std::uint32_t i) {
+        const ShmTopic& t = shm_->topics[i];
+        return (!wanted.type.empty() && read_str(t.type, kTypeLen) != wanted.type) ||
+               (transport_explicit && read_str(t.transport, kTransportLen) != wanted.qos.transport);
+    };
+    std::uint32_t index = find_index();
+    // The discovery threads purge every 200 ms; only a conflict is worth checking liveness for
+    // now (the topic may belong to processes that just died).
+    if (index != kMaxTopics && conflicts(index)) {
+        purge_locked();
+        index = find_index();
     }
     if (index != kMaxTopics) {
         out.topic = to_record(shm_->topics[index]);
@@ -478,8 +496,7 @@ void Registry::remove_endpoint(std::uint64_t endpoint_id) {
     for (auto& e : shm_->endpoints) {
         if (e.state.load() == kLive && e.id == endpoint_id) e.state.store(kFree);
     }
-    // Topics left without endpoints go away with the purge.
-    purge_locked();
+    drop_unused_topics_locked();
     bump_locked();
 }
 

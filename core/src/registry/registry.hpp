@@ -55,6 +55,8 @@ struct ProcessId {
 ProcessId this_process();
 // False for a process that is gone, a zombie, or a new process that reused the pid.
 bool process_is(const ProcessId& p);
+// True if no running process has this pid (gone, or a zombie waiting to be reaped).
+bool process_gone(pid_t pid);
 
 class Registry {
 public:
@@ -112,6 +114,7 @@ private:
     void bump_locked() noexcept;
     void repair_locked() noexcept;
     std::vector<std::uint64_t> purge_locked();
+    bool drop_unused_topics_locked() noexcept;  // topics without endpoints; true if any went
 
     std::string domain_;
     std::string path_;

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <map>
 
 #include <ferry/error.hpp>
@@ -19,15 +18,6 @@ namespace ferry::detail {
 namespace {
 
 constexpr auto kPurgeInterval = std::chrono::milliseconds(200);
-
-bool pid_gone(pid_t pid) {
-    if (!transport::process_alive(pid)) return true;
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text;
-    if (!std::getline(in, text)) return true;
-    const auto close = text.rfind(')');
-    return close != std::string::npos && close + 2 < text.size() && (text[close + 2] == 'Z' || text[close + 2] == 'X');
-}
 
 }  // namespace
 
@@ -52,7 +42,7 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
         ::closedir(d);
         for (const auto& name : names) {
             const std::uint64_t id = transport::parse_object_name(name, domain);
-            if (id == 0 || !pid_gone(transport::endpoint_pid(id))) continue;
+            if (id == 0 || !process_gone(transport::endpoint_pid(id))) continue;
             const std::string path = dir + "/" + name;
             if (::unlink(path.c_str()) == 0) {
                 log_info("removed " + path + " left by dead process " + std::to_string(transport::endpoint_pid(id)));
