@@ -64,20 +64,16 @@ TEST_CASE("the search path never contains the current directory through an empty
     }
 }
 
-TEST_CASE("a world-writable directory is searched only when FERRY_PLUGIN_PATH names it", "[loader][security]") {
-    ::unsetenv("FERRY_PLUGIN_PATH");
-    const auto builtin = plugin_search_path();
-    REQUIRE_FALSE(builtin.empty());
-    // The build tree's plugin directory is one of the built-in entries; make it world-writable.
-    const std::string dir = FERRY_TEST_PLUGIN_DIR;
-    REQUIRE(std::find(builtin.begin(), builtin.end(), dir) != builtin.end());
-    struct stat st {};
-    REQUIRE(::stat(dir.c_str(), &st) == 0);
-    REQUIRE(::chmod(dir.c_str(), st.st_mode | S_IWOTH) == 0);
-    const auto without = plugin_search_path();
-    ::setenv("FERRY_PLUGIN_PATH", dir.c_str(), 1);
+TEST_CASE("a world-writable built-in directory is not searched, a named one is", "[loader][security]") {
+    char tmpl[] = "/tmp/ferry-plugins-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    const std::string dir = tmpl;
+    REQUIRE(::chmod(dir.c_str(), 0755) == 0);
+    CHECK(builtin_dir_allowed(dir));
+    REQUIRE(::chmod(dir.c_str(), 0777) == 0);
+    CHECK_FALSE(builtin_dir_allowed(dir));
+    ::setenv("FERRY_PLUGIN_PATH", dir.c_str(), 1);  // the user's own choice is honoured
     const auto named = plugin_search_path();
-    ::chmod(dir.c_str(), st.st_mode);
-    CHECK(std::find(without.begin(), without.end(), dir) == without.end());
     CHECK(std::find(named.begin(), named.end(), dir) != named.end());
+    std::filesystem::remove_all(dir);
 }

@@ -65,12 +65,7 @@ bool is_dir(const std::string& p) {
     return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Anyone could drop a module into a world-writable directory: such a directory is searched
-// only when the user names it in FERRY_PLUGIN_PATH.
-bool world_writable(const std::string& p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0;
-}
+
 
 std::string join_names(const std::vector<std::string>& names) {
     std::string out;
@@ -79,6 +74,13 @@ std::string join_names(const std::vector<std::string>& names) {
 }
 
 }  // namespace
+
+// Anyone could drop a module into a world-writable directory: such a directory is searched
+// only when the user names it in FERRY_PLUGIN_PATH.
+bool builtin_dir_allowed(const std::string& dir) {
+    struct stat st {};
+    return !(::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0);
+}
 
 std::vector<std::string> plugin_search_path() {
     std::vector<std::string> dirs;
@@ -98,7 +100,7 @@ std::vector<std::string> plugin_search_path() {
     }
     auto add_builtin = [&](const std::string& d) {
         if (d.empty()) return;
-        if (world_writable(d)) {
+        if (!builtin_dir_allowed(d)) {
             log_warn("plugin directory " + d + " is world-writable: not searched (name it in FERRY_PLUGIN_PATH to use it)");
             return;
         }

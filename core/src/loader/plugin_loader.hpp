@@ -28,6 +28,9 @@ public:
 
 std::vector<std::string> plugin_search_path();
 
+// Whether a built-in directory may be searched: not when anyone can write into it.
+bool builtin_dir_allowed(const std::string& dir);
+
 // Names of transports whose module file exists on the search path (sorted, unique).
 std::vector<std::string> available_transports();
 
