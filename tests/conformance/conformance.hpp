@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <map>
 #include <string>
 #include <vector>
@@ -87,6 +88,30 @@ private:
 
 // The runtime directory ferry uses for sockets and FIFOs in this environment.
 std::string runtime_dir();
+
+// Collects what a callback subscriber receives on its thread. Declare it before the subscriber
+// it feeds, so that it outlives it.
+template <class T>
+class Collector {
+public:
+    ferry::Subscriber<T> subscribe(ferry::Node& node, const std::string& topic) {
+        return node.subscribe<T>(topic, [this](const T& v) {
+            std::lock_guard<std::mutex> lock(mu_);
+            got_.push_back(v);
+        });
+    }
+    bool wait_for(std::size_t n, std::chrono::milliseconds timeout) {
+        return ferry::test::wait_until([&] { return snapshot().size() >= n; }, timeout);
+    }
+    std::vector<T> snapshot() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return got_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::vector<T> got_;
+};
 
 // Waits (bounded) for `line` to appear in a finished child's output.
 bool output_has(const ferry::test::Child& child, const std::string& text);

@@ -4,7 +4,6 @@
 
 #include <csignal>
 #include <cstring>
-#include <mutex>
 
 #include <ferry/introspection.hpp>
 
@@ -69,12 +68,8 @@ CONFORMANCE_CASE("sizes 0, 1, 4095, 4097, 65536, 4 MiB and the maximum arrive in
         auto node = f.node("sizes");
         // A callback subscriber reads on its own thread while this one publishes: on stream
         // transports a message larger than the kernel buffer needs a reader at the other end.
-        std::mutex mu;
-        std::vector<ferry::Bytes> got;
-        auto sub = node.subscribe<ferry::Bytes>("sizes", [&](const ferry::Bytes& b) {
-            std::lock_guard<std::mutex> lock(mu);
-            got.push_back(b);
-        });
+        conformance::Collector<ferry::Bytes> collector;
+        auto sub = collector.subscribe(node, "sizes");
         auto pub = node.advertise<ferry::Bytes>("sizes");
         REQUIRE(pub.wait_for_subscribers(1, 5000ms));
         std::vector<ferry::Bytes> sent;
@@ -85,8 +80,9 @@ CONFORMANCE_CASE("sizes 0, 1, 4095, 4097, 65536, 4 MiB and the maximum arrive in
             REQUIRE_OK(pub.publish(msg));
             sent.push_back(std::move(msg));
         }
-        REQUIRE(ferry::test::wait_until([&] { std::lock_guard<std::mutex> l(mu); return got.size() == sent.size(); }, 10000ms));
-        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(collector.wait_for(sent.size(), 10000ms));
+        const auto got = collector.snapshot();
+        REQUIRE(got.size() == sent.size());
         for (std::size_t i = 0; i < sent.size(); ++i) {
             INFO("size " << sent[i].size());
             CHECK(got[i].size() == sent[i].size());

@@ -1,7 +1,6 @@
 // Blocking and non-blocking, both ends: each overflow policy, take with a deadline, try_take.
 #include <catch2/catch.hpp>
 
-#include <mutex>
 
 #include "conformance.hpp"
 
@@ -134,17 +133,13 @@ CONFORMANCE_CASE("a callback subscriber receives every message on its own thread
     Fixture f(transport);
     {
         auto node = f.node("callback");
-        std::mutex mu;
-        std::vector<std::string> got;
-        auto sub = node.subscribe<std::string>("cb", [&](const std::string& s) {
-            std::lock_guard<std::mutex> lock(mu);
-            got.push_back(s);
-        });
+        conformance::Collector<std::string> collector;
+        auto sub = collector.subscribe(node, "cb");
         auto pub = node.advertise<std::string>("cb");
         REQUIRE(pub.wait_for_subscribers(1, 5000ms));
         for (int i = 0; i < 100; ++i) REQUIRE_OK(pub.publish("msg " + std::to_string(i)));
-        CHECK(ferry::test::wait_until([&] { std::lock_guard<std::mutex> l(mu); return got.size() == 100; }, 5000ms));
-        std::lock_guard<std::mutex> lock(mu);
+        CHECK(collector.wait_for(100, 5000ms));
+        const auto got = collector.snapshot();
         REQUIRE(got.size() == 100);
         CHECK(got.front() == "msg 0");
         CHECK(got.back() == "msg 99");
