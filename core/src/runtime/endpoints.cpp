@@ -65,9 +65,10 @@ transport::TopicParams make_params(const Participant& p, const std::string& topi
     return params;
 }
 
-Qos agree_with_registry(const EndpointSpec& spec) {
+Qos agree_with_registry(const EndpointSpec& spec, std::optional<TopicRecord>* found) {
     check_topic_name(spec.topic);
     auto existing = spec.participant->registry().find_topic(spec.topic);
+    if (found) *found = existing;
     if (!existing) return spec.qos;
     if (!spec.type.empty() && existing->type != spec.type)
         throw Error(Errc::invalid_argument, "type mismatch on topic '" + spec.topic + "': it carries '" +
@@ -197,10 +198,10 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     auto core = std::make_shared<SubscriberCore>();
     core->participant_ = spec.participant;
     core->topic_ = spec.topic;
-    core->qos_ = agree_with_registry(spec);
+    std::optional<TopicRecord> existing;
+    core->qos_ = agree_with_registry(spec, &existing);
     core->type_ = spec.type;
     if (spec.type.empty()) {
-        auto existing = spec.participant->registry().find_topic(spec.topic);
         if (!existing)
             throw Error(Errc::invalid_argument, "topic '" + spec.topic + "' does not exist in domain " +
                                                     spec.participant->domain());

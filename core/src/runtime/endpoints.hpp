@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -119,6 +120,7 @@ transport::TopicParams make_params(const Participant& p, const std::string& topi
 
 // Resolves the QoS an endpoint will use (the registry's when the topic exists) and checks the
 // type and transport against it; throws ferry::Error on conflict.
-Qos agree_with_registry(const EndpointSpec& spec);
+// `existing` receives the topic's registry record, if it has one.
+Qos agree_with_registry(const EndpointSpec& spec, std::optional<TopicRecord>* existing = nullptr);
 
 }  // namespace ferry::detail
