@@ -106,6 +106,21 @@ void connect(Writer& w, const TopicParams& wp, Reader& r, const TopicParams& rp)
     r.sync_writers({peer(wp)});
 }
 
+// A writer and a reader of this process, made with the same parameters and connected.
+struct Pair {
+    TopicParams wp, rp;
+    std::unique_ptr<Writer> w;
+    std::unique_ptr<Reader> r;
+};
+template <class... Args>
+Pair connected(World& world, Args... args) {
+    Pair p{world.params(args...), world.params(args...), nullptr, nullptr};
+    p.w = world.writer(p.wp);
+    p.r = world.reader(p.rp);
+    connect(*p.w, p.wp, *p.r, p.rp);
+    return p;
+}
+
 // Message bodies that prove they arrived whole: an 8-byte sequence number, then bytes
 // derived from it and their position.
 std::byte pattern(std::uint64_t seq, std::size_t i) { return static_cast<std::byte>((seq * 131 + i * 7) & 0xff); }
@@ -362,11 +377,9 @@ TEST_CASE("shm 2 writers -> 1 reader keeps per-writer order", "[shm][conformance
 TEST_CASE("shm carries every size from 0 bytes to max_message_size", "[shm][conformance]") {
     World world;
     const std::size_t max = (8u << 20) + 32;
-    auto wp = world.params(Overflow::block, 4, max);
-    auto rp = world.params(Overflow::block, 4, max);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::block, 4, max);
+    auto& w = pair.w;
+    auto& r = pair.r;
     for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, std::size_t{4097}, std::size_t{65536},
                              std::size_t{4} << 20, max}) {
         INFO("size " << size);
@@ -388,11 +401,9 @@ TEST_CASE("shm carries every size from 0 bytes to max_message_size", "[shm][conf
 
 TEST_CASE("shm rejects messages above max_message_size and sends nothing", "[shm][conformance]") {
     World world;
-    auto wp = world.params(Overflow::block, 4, 1000);
-    auto rp = world.params(Overflow::block, 4, 1000);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::block, 4, 1000);
+    auto& w = pair.w;
+    auto& r = pair.r;
     LoanBuffer buf;
     CHECK(w->loan(1001, buf).code() == Errc::too_large);
     REQUIRE(w->loan(10, buf));
@@ -490,11 +501,9 @@ TEST_CASE("shm overflow fail: would_block at once for the full reader only", "[s
 
 TEST_CASE("shm overflow drop_oldest: a resumed reader gets the newest depth messages", "[shm][conformance]") {
     World world;
-    auto wp = world.params(Overflow::drop_oldest, 4);
-    auto rp = world.params(Overflow::drop_oldest, 4);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::drop_oldest, 4);
+    auto& w = pair.w;
+    auto& r = pair.r;
     const auto t0 = Clock::now();
     for (std::uint64_t i = 0; i < 100; ++i) REQUIRE(publish(*w, i, 200));
     CHECK(Clock::now() - t0 < 500ms);
@@ -510,11 +519,9 @@ TEST_CASE("shm overflow drop_oldest: a resumed reader gets the newest depth mess
 
 TEST_CASE("shm take honours deadlines, try-take and sleeps without burning CPU", "[shm][conformance]") {
     World world;
-    auto wp = world.params();
-    auto rp = world.params();
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world);
+    auto& w = pair.w;
+    auto& r = pair.r;
     SampleBuffer s;
     auto t0 = Clock::now();
     CHECK(r->take(s, past()).code() == Errc::would_block);
@@ -627,11 +634,9 @@ TEST_CASE("shm zero copy: the reader's sample lies in its mapping of the writer'
 
 TEST_CASE("shm chunk pool exhausted by a slow reader: fail", "[shm]") {
     World world;
-    auto wp = world.params(Overflow::fail, 2);
-    auto rp = world.params(Overflow::fail, 2);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::fail, 2);
+    auto& w = pair.w;
+    auto& r = pair.r;
     const std::uint32_t chunks = ferry::shm::chunk_count_for_depth(2);
     std::vector<SampleBuffer> held;
     for (std::uint32_t i = 0; i + 1 < chunks; ++i) {
@@ -687,11 +692,9 @@ TEST_CASE("shm chunk pool exhausted by a slow reader: block", "[shm]") {
 
 TEST_CASE("shm chunk pool exhausted by a slow reader: drop_oldest", "[shm]") {
     World world;
-    auto wp = world.params(Overflow::drop_oldest, 2);
-    auto rp = world.params(Overflow::drop_oldest, 2);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::drop_oldest, 2);
+    auto& w = pair.w;
+    auto& r = pair.r;
     const std::uint32_t chunks = ferry::shm::chunk_count_for_depth(2);  // 6
     std::vector<SampleBuffer> held;
     for (std::uint64_t i = 0; i < chunks - 2; ++i) {
@@ -968,11 +971,9 @@ TEST_CASE("shm reader attached after messages were queued for it still gets them
 
 TEST_CASE("shm destroyed reader hands its chunks back without waiting for discovery", "[shm]") {
     World world;
-    auto wp = world.params(Overflow::fail, 2);
-    auto rp = world.params(Overflow::fail, 2);
-    auto w = world.writer(wp);
-    auto r = world.reader(rp);
-    connect(*w, wp, *r, rp);
+    auto pair = connected(world, Overflow::fail, 2);
+    auto& w = pair.w;
+    auto& r = pair.r;
     SampleBuffer held;
     REQUIRE(publish(*w, 0, 64));
     REQUIRE(r->take(held, past()));
