@@ -187,22 +187,8 @@ TEST_CASE("mq: drop_oldest writers discard the oldest units of a stopped reader'
     Env env;
     constexpr std::uint32_t kCount = 3000;
     TopicParams rp = env.params(Overflow::drop_oldest, 4, 1u << 20);
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    Child child = Child::fork([&] {
-        std::unique_ptr<Reader> r;
-        if (!env.transport.create_reader(env.peer(rp, ::getpid(), 1), r)) return 10;
-        char c = 1;
-        if (::write(ready[1], &c, 1) != 1) return 11;
-        ::pause();
-        return 0;
-    });
-    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
-    char c = 0;
-    const ssize_t got_ready = ::read(ready[0], &c, 1);
-    ::close(ready[0]);
-    REQUIRE(got_ready == 1);
-    TopicParams child_reader = env.peer(rp, child.pid(), 1);
+    TopicParams child_reader;
+    Child child = idle_reader_child(env, rp, child_reader);
     auto w = env.writer(env.peer(rp));
     w->sync_readers({info(child_reader)});
     child.kill(SIGSTOP);

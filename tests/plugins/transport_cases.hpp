@@ -226,6 +226,28 @@ inline int child_writer(Transport& t,
     return 0;
 }
 
+// A reader of `rp` in a child process that exists once this returns and then waits, doing
+// nothing, to be stopped or killed. `child_reader` receives its parameters.
+inline Child idle_reader_child(Env& env, const TopicParams& rp, TopicParams& child_reader) {
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    Child child = Child::fork([&] {
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(env.peer(rp, ::getpid(), 1), r)) return 10;
+        char c = 1;
+        if (::write(ready[1], &c, 1) != 1) return 11;
+        ::pause();
+        return 0;
+    });
+    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
+    char c = 0;
+    const ssize_t got_ready = ::read(ready[0], &c, 1);
+    ::close(ready[0]);
+    REQUIRE(got_ready == 1);
+    child_reader = env.peer(rp, child.pid(), 1);
+    return child;
+}
+
 }  // namespace cases
 
 // ---------------------------------------------------------------------------------------
@@ -471,22 +493,8 @@ FERRY_CASE("drop_oldest: a stopped reader process costs the writer one grace per
     using namespace cases;
     Env env;
     TopicParams rp = env.params(Overflow::drop_oldest, 4, 1u << 20, 0, 2000ms);
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    Child child = Child::fork([&] {
-        std::unique_ptr<Reader> r;
-        if (!env.transport.create_reader(env.peer(rp, ::getpid(), 1), r)) return 10;
-        char c = 1;
-        if (::write(ready[1], &c, 1) != 1) return 11;
-        ::pause();
-        return 0;
-    });
-    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
-    char c = 0;
-    const ssize_t got_ready = ::read(ready[0], &c, 1);
-    ::close(ready[0]);
-    REQUIRE(got_ready == 1);
-    TopicParams child_reader = env.peer(rp, child.pid(), 1);
+    TopicParams child_reader;
+    Child child = idle_reader_child(env, rp, child_reader);
     auto w = env.writer(env.peer(rp));
     w->sync_readers({info(child_reader)});
     REQUIRE(w->reader_count() == 1);
@@ -548,22 +556,8 @@ FERRY_CASE("a SIGKILLed reader does not block the writer - its object is reclaim
     using namespace cases;
     Env env;
     TopicParams rp = env.params(Overflow::block, 4, 1u << 20, 0, 300ms);
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    Child child = Child::fork([&] {
-        std::unique_ptr<Reader> r;
-        if (!env.transport.create_reader(env.peer(rp, ::getpid(), 1), r)) return 10;
-        char c = 1;
-        if (::write(ready[1], &c, 1) != 1) return 11;
-        ::pause();
-        return 0;
-    });
-    ::close(ready[1]);  // so that read() sees end-of-file if the child fails
-    char c = 0;
-    const ssize_t got_ready = ::read(ready[0], &c, 1);
-    ::close(ready[0]);
-    REQUIRE(got_ready == 1);
-    TopicParams child_reader = env.peer(rp, child.pid(), 1);
+    TopicParams child_reader;
+    Child child = idle_reader_child(env, rp, child_reader);
     TopicParams live_p = env.peer(rp);
     auto live = env.reader(live_p);
     auto w = env.writer(env.peer(rp));
