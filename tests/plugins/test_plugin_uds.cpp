@@ -93,6 +93,19 @@ ft::Status send(ft::Writer& w, std::uint64_t seq, std::size_t size) {
     return w.commit(buf, size);
 }
 
+// Sends numbered messages of `size` bytes until one is refused (at most 100000); returns how
+// many were accepted, with the refusal and how long the refused send took.
+std::uint64_t send_until_refused(ft::Writer& w, std::size_t size, ft::Status& refusal, std::chrono::milliseconds& took) {
+    std::uint64_t sent = 0;
+    for (; sent < 100000; ++sent) {
+        const auto t0 = ft::Clock::now();
+        refusal = send(w, sent, size);
+        took = std::chrono::duration_cast<std::chrono::milliseconds>(ft::Clock::now() - t0);
+        if (!refusal) break;
+    }
+    return sent;
+}
+
 // The seq of a received message if its bytes are intact, else ~0.
 std::uint64_t check(const ft::SampleBuffer& s, std::uint64_t seq_if_short = 0) {
     std::uint64_t seq = seq_if_short;
@@ -328,15 +341,9 @@ TEST_CASE("uds: block waits up to block_timeout for a full reader", "[uds][block
     writer->sync_readers({peer(rp)});
 
     // Small messages go into the socket whole or not at all: the queue fills, then times out.
-    std::uint64_t sent = 0;
     ft::Status st;
-    auto elapsed = 0ms;
-    for (; sent < 100000; ++sent) {
-        const auto t0 = ft::Clock::now();
-        st = send(*writer, sent, 1000);
-        elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(ft::Clock::now() - t0);
-        if (!st) break;
-    }
+    std::chrono::milliseconds elapsed{};
+    const std::uint64_t sent = send_until_refused(*writer, 1000, st, elapsed);
     REQUIRE(st.code() == ft::Errc::timeout);
     CHECK(elapsed >= 140ms);
     CHECK(elapsed < 2s);
@@ -404,15 +411,9 @@ TEST_CASE("uds: fail returns would_block at once on a full reader", "[uds][fail]
     auto writer = env.writer(wp);
     writer->sync_readers({peer(rp)});
 
-    std::uint64_t sent = 0;
     ft::Status st;
-    auto elapsed = 0ms;
-    for (; sent < 100000; ++sent) {
-        const auto t0 = ft::Clock::now();
-        st = send(*writer, sent, 1000);
-        elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(ft::Clock::now() - t0);
-        if (!st) break;
-    }
+    std::chrono::milliseconds elapsed{};
+    const std::uint64_t sent = send_until_refused(*writer, 1000, st, elapsed);
     REQUIRE(st.code() == ft::Errc::would_block);
     CHECK(elapsed < 100ms);
     CHECK(writer->reader_count() == 1);
