@@ -24,7 +24,7 @@ namespace ferry::detail {
 
 namespace {
 constexpr std::uint64_t kMagic = 0x5947455259524546ull;  // "FERRYREGY"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::size_t kMaxParticipants = 256;
 constexpr std::size_t kMaxTopics = 256;
 constexpr std::size_t kMaxEndpoints = 1024;
@@ -55,7 +55,9 @@ struct ShmTopic {
     std::int32_t creator_pid;
 };
 
-struct ShmEndpoint {
+// Cache-line aligned, counters on a line of their own: publishers in different processes bump
+// their counters on every message and must not share a line.
+struct alignas(64) ShmEndpoint {
     std::atomic<std::uint32_t> state;
     std::uint32_t role;
     std::uint32_t topic;
@@ -63,7 +65,7 @@ struct ShmEndpoint {
     std::uint64_t start_time;
     std::uint64_t id;
     char node[kNodeLen];
-    std::atomic<std::uint64_t> messages;
+    alignas(64) std::atomic<std::uint64_t> messages;
     std::atomic<std::uint64_t> bytes;
 };
 
