@@ -528,15 +528,6 @@ std::vector<EndpointRecord> Registry::endpoints() {
     return out;
 }
 
-std::size_t Registry::other_participants() {
-    Lock lock(*this);
-    const pid_t self = ::getpid();
-    std::size_t n = 0;
-    for (auto& p : shm_->participants)
-        if (p.state.load() == kLive && p.pid != self) ++n;
-    return n;
-}
-
 std::uint32_t Registry::generation() const noexcept { return shm_->generation.load(); }
 
 void Registry::wake_waiters() const noexcept { transport::futex_wake_all(shm_->generation); }

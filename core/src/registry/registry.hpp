@@ -97,8 +97,6 @@ public:
     // Drops entries of dead processes. Returns the endpoint ids removed.
     std::vector<std::uint64_t> purge_dead();
 
-    // Number of live participants other than this process.
-    std::size_t other_participants();
 
     std::uint32_t generation() const noexcept;
     // Wakes every wait_for_change() of this process and others (without changing anything).

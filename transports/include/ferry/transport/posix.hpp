@@ -50,7 +50,4 @@ inline bool expired(Clock::time_point deadline) noexcept { return Clock::now() >
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, Clock::time_point deadline) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 
-// Makes `fd` non-blocking and close-on-exec. Returns false and sets errno on failure.
-bool set_nonblocking(int fd) noexcept;
-
 }  // namespace ferry::transport
