@@ -4,7 +4,6 @@
 #include <climits>
 #include <cstring>
 #include <ctime>
-#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
