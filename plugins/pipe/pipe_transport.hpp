@@ -74,6 +74,7 @@ private:
     std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
     ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
     bool refuse(const Channel& ch, std::size_t total) noexcept override;
+    std::size_t undrained(const Channel& ch) noexcept override;
     bool peer_alive(const Channel& ch) noexcept override;
     void forget_locked(Channel& ch) noexcept override;
 };

@@ -15,12 +15,12 @@ namespace ferry::pipe {
 
 namespace {
 
-// drop_oldest: how long a writer waits for a reader's drain thread before skipping it (it is
-// then skipped at once, "stalled", until its FIFO has room again).
+// drop_oldest and fail: how long the rest of a frame bigger than the FIFO's free room is
+// waited for before the FIFO is closed.
 constexpr auto kDrainGrace = std::chrono::milliseconds(50);
 
 const transport::FramedWriterOptions kOptions{
-    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write", kDrainGrace, true};
+    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write", kDrainGrace};
 
 }  // namespace
 
@@ -57,10 +57,17 @@ bool PipeWriter::refuse(const Channel& ch, std::size_t total) noexcept {
     if (total <= PIPE_BUF) return false;
     const Conn& conn = static_cast<const Conn&>(ch);
     int queued = 0;
-    if (::ioctl(conn.fd.get(), FIONREAD, &queued) != 0) return false;
+    if (::ioctl(conn.fd.get(), FIONREAD, &queued) != 0 || queued == 0) return false;  // empty: it goes in as it is read
     const std::size_t pages_used = (static_cast<std::size_t>(queued) + 4095) / 4096 + 1;
     const std::size_t pages_free = conn.capacity / 4096 > pages_used ? conn.capacity / 4096 - pages_used : 0;
     return pages_free * 4096 < total;
+}
+
+// What the reader has not read yet: lost if the FIFO goes before the reader opened it.
+std::size_t PipeWriter::undrained(const Channel& ch) noexcept {
+    int queued = 0;
+    if (::ioctl(ch.fd.get(), FIONREAD, &queued) != 0 || queued < 0) return 0;
+    return static_cast<std::size_t>(queued);
 }
 
 std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error) {

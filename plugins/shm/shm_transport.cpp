@@ -53,6 +53,7 @@ public:
         c.zero_copy = true;
         c.max_message_size = kMaxChunkPayload;
         c.summary = "shared memory: zero-copy loans from a per-publisher chunk pool, futex wake-ups";
+        c.max_readers = kSlotCount;
         return c;
     }
 

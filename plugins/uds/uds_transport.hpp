@@ -76,8 +76,12 @@ public:
     ~UdsWriter() override;
 
 private:
+    struct Conn : Channel {
+        std::size_t sndbuf = 212992;  // SO_SNDBUF of the connection (net.core.wmem_default)
+    };
     std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
     ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
+    bool refuse(const Channel& ch, std::size_t total) noexcept override;
 };
 
 class UdsReader final : public transport::Reader {

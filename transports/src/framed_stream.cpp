@@ -131,8 +131,11 @@ void FramedWriter::drop(Channel& ch, const char* why) {
     }
 }
 
-// Sends one frame to every reader. Each put is non-blocking; readers whose stream is full are
-// then waited for together, so one commit blocks for at most block_timeout in total.
+// Sends one frame to every reader. Each put is non-blocking; under block, readers whose
+// stream is full are then waited for together, so one commit blocks for at most block_timeout
+// in total, and a reader that stayed full that long is "stalled": skipped at once, without
+// waiting, until its stream has room for a whole frame again. drop_oldest and fail never wait
+// for room; only the rest of a frame larger than the free room (a partial put) is waited for.
 Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
     refresh_snapshot();
     FrameHeader header{options_.magic, 0, total - kFrameHeaderSize};
@@ -141,6 +144,7 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
     Errc worst = Errc::ok;
     std::size_t full = 0;
     std::size_t torn = 0;
+    std::size_t stalled = 0;
 
     pending_.clear();
     for (auto& sp : snapshot_) {
@@ -148,9 +152,18 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         if (ch.dead) continue;
         header.dropped_before = ch.dropped;
         std::memcpy(frame, &header, kFrameHeaderSize);
-        if (overflow == Overflow::fail && refuse(ch, total)) {
-            worst = Errc::would_block;
-            ++full;
+        const bool no_wait = overflow != Overflow::block || ch.stalled;
+        if (no_wait && refuse(ch, total)) {
+            // Putting part of it would commit us to wait for the rest.
+            if (ch.stalled && !peer_alive(ch)) {
+                drop(ch, "reader gone");
+            } else if (drop_oldest) {
+                ++ch.dropped;  // reported in the next frame's header
+            } else {
+                worst = overflow == Overflow::fail ? Errc::would_block : Errc::timeout;
+                ++full;
+                stalled += ch.stalled ? 1 : 0;
+            }
             continue;
         }
         const ssize_t n = put(ch, frame, total);
@@ -160,16 +173,14 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         } else if (n > 0) {
             pending_.push_back({&ch, static_cast<std::size_t>(n)});
         } else if (n < 0 && is_retry(errno)) {
-            // drop_oldest: the reader's drain thread empties its stream all the time and drops
-            // the oldest itself, so a full stream is a moment's wait, and skipping this frame
-            // would drop the newest. Only a reader that stopped draining costs the wait.
             if (!peer_alive(ch)) {
                 drop(ch, "reader gone");
-            } else if (overflow == Overflow::fail) {
-                worst = Errc::would_block;
+            } else if (drop_oldest) {
+                ++ch.dropped;
+            } else if (no_wait) {
+                worst = overflow == Overflow::fail ? Errc::would_block : Errc::timeout;
                 ++full;
-            } else if (drop_oldest && ch.stalled) {
-                ++ch.dropped;  // reported in the next frame's header
+                stalled += ch.stalled ? 1 : 0;
             } else {
                 pending_.push_back({&ch, 0});
             }
@@ -179,7 +190,8 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
     }
 
     if (!pending_.empty()) {
-        const auto wait = drop_oldest && options_.drop_oldest_wait.count() > 0
+        // Under drop_oldest and fail only the rest of a frame is waited for (briefly).
+        const auto wait = overflow != Overflow::block && options_.drop_oldest_wait.count() > 0
                               ? std::min<Clock::duration>(params_.block_timeout, options_.drop_oldest_wait)
                               : Clock::duration(params_.block_timeout);
         const auto deadline = Clock::now() + wait;
@@ -217,30 +229,65 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         }
         for (Pending& p : pending_) {
             if (p.sent == 0) {
+                // Only under block: it stayed full for block_timeout.
                 ++full;
-                if (drop_oldest) {
-                    ++p.ch->dropped;  // reported in the next frame's header
-                    if (options_.skip_stalled) p.ch->stalled = true;
-                }
+                p.ch->stalled = true;
+                worst = Errc::timeout;
             } else {
                 // Half a frame is in the stream: closing it is the only way to keep the reader
                 // from ever seeing a torn message.
                 drop(*p.ch, "timed out in the middle of a frame");
                 ++torn;
+                if (drop_oldest) continue;
+                worst = Errc::timeout;
             }
-            if (!drop_oldest) worst = Errc::timeout;
         }
     }
 
     if (worst == Errc::ok) return Status::ok();
+    undelivered_.fetch_add(full + torn, std::memory_order_relaxed);
     std::string msg = std::string(options_.name) + ": topic " + params_.topic + ": ";
     if (worst == Errc::would_block) {
         msg += std::to_string(full) + " reader(s) had a full " + options_.queue + " (overflow fail)";
     } else {
         msg += std::to_string(full + torn) + " reader(s) stayed full for block_timeout";
+        if (stalled) msg += " (" + std::to_string(stalled) + " stalled: skipped until they drain)";
         if (torn) msg += " (" + std::to_string(torn) + " " + options_.torn + ")";
     }
     return Status(worst, std::move(msg));
+}
+
+Status FramedWriter::flush(Clock::time_point deadline) noexcept {
+    try {
+        for (;;) {
+            refresh_snapshot();
+            std::size_t queued = 0;
+            std::size_t readers = 0;
+            for (auto& sp : snapshot_) {
+                if (sp->dead) continue;
+                const std::size_t n = undrained(*sp);
+                if (n == 0) continue;
+                if (!peer_alive(*sp)) {
+                    drop(*sp, "reader gone");
+                    continue;
+                }
+                queued += n;
+                ++readers;
+            }
+            if (queued == 0) return Status::ok();
+            if (expired(deadline)) {
+                return Status(Errc::timeout, std::string(options_.name) + ": topic " + params_.topic + ": " +
+                                                 std::to_string(queued) + " byte(s) not taken by " +
+                                                 std::to_string(readers) + " reader(s) when the writer closed");
+            }
+            // Nothing to wait on for "the reader read": poll gently.
+            const auto step = std::chrono::milliseconds(2);
+            const auto until = std::min<Clock::time_point>(deadline, Clock::now() + step);
+            ::poll(nullptr, 0, poll_timeout_ms(until));
+        }
+    } catch (...) {
+        return Status(Errc::internal, std::string(options_.name) + ": flush failed");
+    }
 }
 
 void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {

@@ -50,10 +50,9 @@ struct FramedWriterOptions {
     const char* queue;        // "queue": what was full, in "reader(s) had a full <queue>"
     const char* torn;         // "disconnected mid-frame": what a timeout mid-frame did
     const char* closed;       // why a put that wrote 0 bytes drops the stream
-    // drop_oldest: how long a full stream is waited for (0: block_timeout), and whether a
-    // stream that stayed full is then skipped at once ("stalled") until a put succeeds.
+    // drop_oldest and fail: how long the rest of a partly put frame is waited for
+    // (0: block_timeout) before the stream is closed.
     Clock::duration drop_oldest_wait{0};
-    bool skip_stalled = false;
 };
 
 class FramedWriter : public Writer {
@@ -65,6 +64,8 @@ public:
     void release(LoanBuffer& buf) noexcept override;
     void sync_readers(const std::vector<PeerInfo>& readers) noexcept override;
     std::size_t reader_count() const noexcept override { return count_.load(std::memory_order_relaxed); }
+    Status flush(Clock::time_point deadline) noexcept override;
+    std::uint64_t undelivered() const noexcept override { return undelivered_.load(std::memory_order_relaxed); }
 
 protected:
     // One reader's stream; a plugin derives its own with what its mechanism needs.
@@ -73,7 +74,7 @@ protected:
         UniqueFd fd;
         std::uint64_t reader_id = 0;
         std::uint32_t dropped = 0;  // drop_oldest: frames skipped since the last one sent
-        bool stalled = false;       // skip_stalled: the reader stopped draining; skip at once
+        bool stalled = false;       // block: stayed full for block_timeout; skipped until it has room
         bool dead = false;
     };
 
@@ -83,8 +84,12 @@ protected:
     virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) = 0;
     // One non-blocking write of `size` bytes (errno set when it returns < 0).
     virtual ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept = 0;
-    // overflow fail only: true when the whole frame cannot go in now (nothing is put then).
+    // True when the whole frame cannot go in now (nothing is put then): used where a partial
+    // put must not happen (fail, drop_oldest, a stalled reader).
     virtual bool refuse(const Channel&, std::size_t /*total*/) noexcept { return false; }
+    // Bytes put into the stream that its reader has not taken and would lose if the writer
+    // closed now (0 where the OS object keeps them for the reader, e.g. a connected socket).
+    virtual std::size_t undrained(const Channel&) noexcept { return 0; }
     // A put found the stream full: is its reader still there to drain it?
     virtual bool peer_alive(const Channel&) noexcept { return true; }
     // A channel leaves the set (mu_ held): reclaim what it named.
@@ -117,6 +122,7 @@ private:
     std::unordered_map<std::uint64_t, std::shared_ptr<Channel>> conns_;
     std::atomic<std::uint64_t> generation_{0};
     std::atomic<std::size_t> count_{0};
+    std::atomic<std::uint64_t> undelivered_{0};
     std::mutex sync_mu_;  // one sync_readers at a time
 
     // Owned by the thread using the writer.
