@@ -15,7 +15,8 @@ namespace ferry::detail {
 
 namespace {
 
-constexpr const char* kRuleKeys = "transport, depth, overflow, max_message_size, block_timeout_ms, mode";
+constexpr const char* kRuleKeys =
+    "transport, depth, overflow, max_message_size, block_timeout_ms, mode, linger_ms, max_held_samples";
 
 [[noreturn]] void fail_at(const std::string& source, const toml::source_region& where, const std::string& what) {
     std::ostringstream os;
@@ -63,6 +64,10 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
             rule.max_message_size = size;
         } else if (key == "block_timeout_ms") {
             rule.block_timeout = std::chrono::milliseconds(require_int(source, node, "block_timeout_ms", 0, 3600 * 1000));
+        } else if (key == "linger_ms") {
+            rule.linger = std::chrono::milliseconds(require_int(source, node, "linger_ms", 0, 3600 * 1000));
+        } else if (key == "max_held_samples") {
+            rule.max_held_samples = static_cast<std::uint32_t>(require_int(source, node, "max_held_samples", 1, 1024));
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
@@ -89,6 +94,8 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
     if (rule.max_message_size) out.qos.max_message_size = *rule.max_message_size;
     if (rule.block_timeout) out.qos.block_timeout = *rule.block_timeout;
     if (rule.mode) out.qos.mode = *rule.mode;
+    if (rule.linger) out.qos.linger = *rule.linger;
+    if (rule.max_held_samples) out.qos.max_held_samples = *rule.max_held_samples;
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 //   max_message_size = "16MiB"
 //   block_timeout_ms = 1000
 //   mode = "0600"              # "0660" lets the file's group in
+//   linger_ms = 2000           # closing a publisher waits this long for undelivered messages
+//   max_held_samples = 4       # samples one subscriber may hold at once
 //
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
@@ -32,6 +34,8 @@ struct ConfigRule {
     std::optional<std::size_t> max_message_size;
     std::optional<std::chrono::milliseconds> block_timeout;
     std::optional<std::uint32_t> mode;
+    std::optional<std::chrono::milliseconds> linger;
+    std::optional<std::uint32_t> max_held_samples;
 };
 
 class Config {

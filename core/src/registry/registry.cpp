@@ -24,7 +24,7 @@ namespace ferry::detail {
 
 namespace {
 constexpr std::uint64_t kMagic = 0x5947455259524546ull;  // "FERRYREGY"
-constexpr std::uint32_t kVersion = 2;
+constexpr std::uint32_t kVersion = 3;
 constexpr std::size_t kMaxParticipants = 256;
 constexpr std::size_t kMaxTopics = 256;
 constexpr std::size_t kMaxEndpoints = 1024;
@@ -67,6 +67,7 @@ struct alignas(64) ShmEndpoint {
     char node[kNodeLen];
     alignas(64) std::atomic<std::uint64_t> messages;
     std::atomic<std::uint64_t> bytes;
+    std::atomic<std::uint64_t> undelivered;
 };
 
 struct RegistryLayout {
@@ -397,7 +398,8 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
                                            bool transport_explicit,
                                            Role role,
                                            std::uint64_t endpoint_id,
-                                           const std::string& node) {
+                                           const std::string& node,
+                                           std::size_t max_subscribers) {
     AddResult out;
     if (wanted.name.size() >= kNameLen || wanted.type.size() >= kTypeLen || wanted.qos.transport.size() >= kTransportLen) {
         out.error = "topic name, type name or transport name too long (limits: 191, 191, 31 bytes)";
@@ -432,6 +434,18 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
                         "' (created by pid " + std::to_string(out.topic.creator_pid) + "), but the config selects '" +
                         wanted.qos.transport + "'";
             return out;
+        }
+        if (role == Role::subscriber && max_subscribers != 0) {
+            std::size_t subscribers = 0;
+            for (auto& e : shm_->endpoints)
+                if (e.state.load() == kLive && e.topic == index && e.role == static_cast<std::uint32_t>(Role::subscriber))
+                    ++subscribers;
+            if (subscribers >= max_subscribers) {
+                out.error = "topic '" + wanted.name + "' already has " + std::to_string(subscribers) +
+                            " subscribers, the most transport '" + out.topic.qos.transport +
+                            "' serves; a publisher could not deliver to one more";
+                return out;
+            }
         }
     } else {
         if (wanted.type.empty()) {
@@ -484,12 +498,14 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
     copy_str(slot->node, kNodeLen, node);
     slot->messages.store(0);
     slot->bytes.store(0);
+    slot->undelivered.store(0);
     shm_->topics[index].state.store(kLive);
     slot->state.store(kLive);
     bump_locked();
     out.ok = true;
     out.counters.messages = &slot->messages;
     out.counters.bytes = &slot->bytes;
+    out.counters.undelivered = &slot->undelivered;
     return out;
 }
 
@@ -523,6 +539,7 @@ std::vector<EndpointRecord> Registry::endpoints() {
         r.pid = e.pid;
         r.messages = e.messages.load(std::memory_order_relaxed);
         r.bytes = e.bytes.load(std::memory_order_relaxed);
+        r.undelivered = e.undelivered.load(std::memory_order_relaxed);
         out.push_back(std::move(r));
     }
     return out;
