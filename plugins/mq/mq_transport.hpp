@@ -29,6 +29,8 @@ struct MqLimits {
 
 // Largest unit for a topic: the whole message when it fits, else msgsize_max.
 std::size_t unit_size_for(const TopicParams& params, const MqLimits& limits) noexcept;
+// The queue depth for `params`: its depth when explicit, else at most what `limits` allow.
+std::uint32_t depth_for(const TopicParams& params, const MqLimits& limits) noexcept;
 // Checks depth and unit size against `limits`; the message names the limit and how to raise it.
 Status check_limits(const TopicParams& params, const MqLimits& limits);
 std::string queue_name(const TopicParams& params, std::uint64_t endpoint_id);

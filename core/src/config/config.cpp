@@ -84,7 +84,10 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
         out.transport_explicit = true;
         out.where = source + ":" + std::to_string(rule.transport_line);
     }
-    if (rule.depth) out.qos.depth = *rule.depth;
+    if (rule.depth) {
+        out.qos.depth = *rule.depth;
+        out.depth_explicit = true;
+    }
     if (rule.overflow) out.qos.overflow = *rule.overflow;
     if (rule.max_message_size) out.qos.max_message_size = *rule.max_message_size;
     if (rule.block_timeout) out.qos.block_timeout = *rule.block_timeout;
