@@ -19,8 +19,11 @@ constexpr std::uint32_t kWakeMagic = 0x454B4157u;  // "WAKE"
 // Waits until the queue has a unit, `deadline` passes or a signal arrives. The timeout handed to
 // ppoll is relative and the kernel measures it on the monotonic clock, so a wall-clock step
 // neither stretches nor cuts a wait (mq_timedreceive would take an absolute CLOCK_REALTIME time).
-void wait_readable(int fd, Clock::time_point deadline) noexcept {
-    auto rel = deadline - Clock::now();
+// Returns whether it slept: a queued unit makes ppoll return within a system call's time, a
+// wake-up from sleep takes several microseconds.
+bool wait_readable(int fd, Clock::time_point deadline) noexcept {
+    const auto start = Clock::now();
+    auto rel = deadline - start;
     if (rel < Clock::duration::zero()) rel = Clock::duration::zero();
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::min<Clock::duration>(rel, std::chrono::hours(24 * 365)))
@@ -32,6 +35,7 @@ void wait_readable(int fd, Clock::time_point deadline) noexcept {
     p.fd = fd;
     p.events = POLLIN;
     ::ppoll(&p, 1, &ts, nullptr);
+    return Clock::now() - start > std::chrono::microseconds(5);
 }
 
 }  // namespace
@@ -60,6 +64,11 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
     // Units are only ever received with a deadline in the past (1970): the call never blocks,
     // whatever the wall clock says.
     const struct timespec zero {};
+    // A reader that keeps up finds the queue empty at each take: wait first and receive once,
+    // rather than fail a receive, wait, and receive. Not with a dead writer's partial pending:
+    // if the queue is empty that partial can never complete, and idle() must drop it at once.
+    bool found_empty = expect_empty_ && !try_only && !reassembler().has_gone_partials() &&
+                       wait_readable(queue_.get(), deadline);
     while (true) {
         if (interrupted()) return Status(Errc::closed, "interrupted");
         if (!unit_.data) {
@@ -83,6 +92,7 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
                     // A single-unit message is a view into unit_: hand the buffer out with it.
                     if (!out.buffer.data) out.buffer = std::move(unit_);
                     unit_ = ByteBuffer{};
+                    expect_empty_ = found_empty;
                     return Status::ok();
                 }
             } catch (...) {
@@ -95,6 +105,8 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
         if (err == EINTR) continue;
         if (err == ETIMEDOUT || err == EAGAIN) {
             idle();
+            found_empty = true;
+            expect_empty_ = true;
             if (try_only) return Status(Errc::would_block, "no message");
             // Looked at the queue before waiting: with a dead writer's partial pending and the
             // queue empty, idle() has dropped that partial.

@@ -80,6 +80,7 @@ private:
     UniqueFd queue_;
     std::size_t unit_size_;
     ByteBuffer unit_;  // receive buffer; handed out with a single-unit message
+    bool expect_empty_ = false;  // the last take found the queue empty: start by waiting
 };
 
 }  // namespace ferry::mq
