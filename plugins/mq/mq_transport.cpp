@@ -157,8 +157,8 @@ Status MqTransport::create_reader(const TopicParams& params, std::unique_ptr<Rea
         actual_params.depth = depth_for(params, limits);
         if (actual_params.depth != params.depth) {
             log(host_, LogLevel::info,
-                "mq: topic '" + params.topic + "': the default depth " + str(params.depth) +
-                    " exceeds what this system allows (fs.mqueue.msg_max = " + str(limits.msg_max) +
+                "mq: topic '" + params.topic + "': depth " + str(params.depth) +
+                    ", not set in the config, exceeds what this system allows (fs.mqueue.msg_max = " + str(limits.msg_max) +
                     ", RLIMIT_MSGQUEUE = " + str(limits.rlimit_bytes) + " bytes" +
                     (limits.privileged ? "" : ", no CAP_SYS_RESOURCE") + "); queue " + name + " holds " +
                     str(actual_params.depth) + " messages (set depth in the config to require more)");

@@ -1,6 +1,7 @@
 // The POSIX message-queue transport. Each reader owns one queue,
 //   /ferry.<domain>.<reader id>.mq
-// created with mq_maxmsg = depth and mq_msgsize = the unit size (fs.mqueue.msgsize_max, or
+// created with mq_maxmsg = depth (when the config did not set it, at most what the system allows)
+// and mq_msgsize = the unit size (fs.mqueue.msgsize_max, or
 // less for small topics); every writer of the topic opens it write-only. Messages larger
 // than a unit travel as several units (fragment.hpp).
 #pragma once

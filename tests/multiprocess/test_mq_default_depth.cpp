@@ -114,7 +114,7 @@ TEST_CASE("mq: the default depth runs under fs.mqueue.msg_max: publisher first, 
     CHECK(talker.output().find("sent 200 failed 0") != std::string::npos);
     CHECK(listener.output().find("received 200 corrupt 0") != std::string::npos);
     if (expected < 16) {
-        CHECK(listener.output().find("the default depth 16 exceeds what this system allows") != std::string::npos);
+        CHECK(listener.output().find("depth 16, not set in the config, exceeds what this system allows") != std::string::npos);
         CHECK(listener.output().find("holds " + std::to_string(expected) + " messages") != std::string::npos);
     }
     CHECK(ferry::test::leftovers("/dev/mqueue", domain).empty());
