@@ -102,6 +102,49 @@ TEST_CASE("mq: a depth above the queue limits is refused with the limit and how 
     CHECK(contains(text, "CAP_SYS_RESOURCE"));
 }
 
+TEST_CASE("mq: a default depth above fs.mqueue.msg_max is lowered to it, an explicit one is not", "[mq]") {
+    using namespace cases;
+    Env env;
+    const std::uint64_t msg_max = proc_value("/proc/sys/fs/mqueue/msg_max");
+    REQUIRE(msg_max > 0);
+    REQUIRE(msg_max < 65536);
+    TopicParams p = env.params(Overflow::block, static_cast<std::uint32_t>(msg_max + 6), 100);
+    // In a child without CAP_SYS_RESOURCE, so that fs.mqueue.msg_max binds even under root.
+    Child child = Child::fork([&] {
+        if (::geteuid() == 0 && !drop_cap_sys_resource()) return 10;
+        TopicParams q = env.peer(p, ::getpid(), 1);
+        q.depth_explicit = false;
+        if (!env.transport.validate(q)) return 11;
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(q, r)) return 12;
+        const mqd_t m = ::mq_open(queue_of(q).c_str(), O_RDONLY | O_CLOEXEC);
+        if (m == static_cast<mqd_t>(-1)) return 13;
+        mq_attr attr{};
+        const bool got = ::mq_getattr(m, &attr) == 0;
+        ::mq_close(m);
+        if (!got || static_cast<std::uint64_t>(attr.mq_maxmsg) != msg_max) return 14;
+        // A writer of the same (default) depth reaches that reader and fills exactly its queue.
+        TopicParams wp = env.peer(p, ::getpid(), 2);
+        wp.depth_explicit = false;
+        wp.overflow = Overflow::fail;
+        std::unique_ptr<Writer> w;
+        if (!env.transport.create_writer(wp, w)) return 15;
+        w->sync_readers({PeerInfo{q.endpoint_id, ::getpid()}});
+        if (w->reader_count() != 1) return 16;
+        std::uint64_t sent = 0;
+        for (int i = 0; i < static_cast<int>(msg_max) + 6; ++i) {
+            LoanBuffer buf;
+            if (!w->loan(8, buf)) return 17;
+            if (w->commit(buf, 8)) ++sent;
+        }
+        if (sent != msg_max) return 18;
+        q.depth_explicit = true;
+        const Status st = env.transport.validate(q);
+        return st.code() == Errc::no_resources ? 0 : 19;
+    });
+    CHECK(child.wait(5000ms) == 0);
+}
+
 TEST_CASE("mq: a queue that does not fit RLIMIT_MSGQUEUE is refused with how to raise it", "[mq]") {
     using namespace cases;
     Env env;

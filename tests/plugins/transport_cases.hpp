@@ -177,6 +177,7 @@ struct Env {
         p.runtime_dir = dir;
         p.endpoint_id = make_endpoint_id(pid != 0 ? pid : ::getpid(), ++serial);
         p.depth = depth;
+        p.depth_explicit = true;  // the cases count on exactly `depth`
         p.overflow = overflow;
         p.max_message_size = max_message_size;
         p.block_timeout = block_timeout;

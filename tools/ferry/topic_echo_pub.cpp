@@ -45,7 +45,8 @@ int run_echo(const Globals& g, const EchoOptions& o) {
     const std::string type = sub.type_name();
     const bool user_type = !is_builtin_type(type);
     if (user_type && !o.raw && !modules.supports(type) && !g.json)
-        std::fprintf(stderr, "ferry: no type support for '%s': showing raw bytes (pass --types MODULE)\n", type.c_str());
+        std::fprintf(stderr, "ferry: no type support for '%s': showing raw bytes (pass --types MODULE)\n",
+                     shown(type).c_str());
 
     std::uint64_t received = 0;
     const auto deadline = o.timeout >= 0 ? start + std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -92,7 +93,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
                     std::to_string(mi.size) + " bytes, latency " + human_seconds(latency_ns * 1e-9) +
                     (error.empty() ? "" : " (" + error + ")") + "\n";
         }
-        if (decoded) text += *decoded + "\n";
+        if (decoded) text += shown(*decoded) + "\n";
         else text += hex_preview(s->data(), s->size(), o.max_bytes);
         if (o.count != 1 && !decoded) text += "---\n";
         out(text);
@@ -147,12 +148,12 @@ int run_pub(const Globals& g, const PubOptions& o) {
         if (st) {
             ++sent;
             if (!g.json)
-                out("published #" + std::to_string(sent) + " on '" + o.topic + "' (" + type + ", " +
+                out("published #" + std::to_string(sent) + " on '" + shown(o.topic) + "' (" + shown(type) + ", " +
                     std::to_string(bytes.size()) + " bytes, " + std::to_string(pub.subscriber_count()) +
                     " subscriber(s))\n");
         } else {
             ++failed;
-            std::fprintf(stderr, "ferry: publish on '%s': %s\n", o.topic.c_str(), st.message().c_str());
+            std::fprintf(stderr, "ferry: publish on '%s': %s\n", shown(o.topic).c_str(), shown(st.message()).c_str());
         }
         if (count != 0 && sent + failed >= count) break;
         next += period;

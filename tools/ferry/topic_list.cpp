@@ -143,7 +143,7 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
                 return kExitOk;
             }
             if (after.empty()) {
-                out("no topics in domain " + g.domain + "\n");
+                out("no topics in domain " + shown(g.domain) + "\n");
                 return kExitOk;
             }
             std::vector<std::string> headers{"TOPIC", "TYPE", "TRANSPORT", "PUBS", "SUBS", "MSG/S", "BYTES/S"};
@@ -210,9 +210,9 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             char mode[8];
             std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(t.qos.mode));
             std::string s;
-            s += "topic:      " + t.name + "\n";
-            s += "type:       " + t.type + "\n";
-            s += "transport:  " + t.qos.transport + "\n";
+            s += "topic:      " + shown(t.name) + "\n";
+            s += "type:       " + shown(t.type) + "\n";
+            s += "transport:  " + shown(t.qos.transport) + "\n";
             s += "qos:        depth " + std::to_string(t.qos.depth) + ", overflow " +
                  transport::overflow_name(t.qos.overflow) + ", max message " +
                  human_bytes(static_cast<double>(t.qos.max_message_size)) + ", block timeout " +

@@ -54,6 +54,7 @@ public:
         Qos qos;
         bool transport_explicit = false;  // set by the file, not the built-in default
         std::string where;                // "file:line" of the transport setting
+        bool depth_explicit = false;      // depth set by the file, not the built-in default
     };
     Resolved resolve(const std::string& topic) const;
     // [defaults] over the built-in defaults (what applies to the domain as a whole).

@@ -63,17 +63,20 @@ std::shared_ptr<Core> create_following_races(const EndpointSpec& spec, Once once
 
 }  // namespace
 
-transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id) {
+transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std::uint64_t id) {
     transport::TopicParams params;
-    params.domain = p.domain();
-    params.topic = topic;
-    params.runtime_dir = p.runtime_dir();
+    params.domain = spec.participant->domain();
+    params.topic = spec.topic;
+    params.runtime_dir = spec.participant->runtime_dir();
     params.endpoint_id = id;
     params.depth = qos.depth;
     params.overflow = qos.overflow;
     params.max_message_size = qos.max_message_size + kFrameHeaderSize;
     params.block_timeout = qos.block_timeout;
     params.mode = qos.mode;
+    // An endpoint that follows an existing topic's other depth did not ask for that depth itself:
+    // like the built-in default, it may get what the system allows.
+    params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
     return params;
 }
 
@@ -116,7 +119,7 @@ std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& sp
     core->lib_ = load_transport(core->qos_.transport);
     core->id_ = spec.participant->next_endpoint_id();
     auto& t = core->lib_->get();
-    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
         throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_writer(params, core->writer_); !st)
@@ -258,7 +261,7 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     box->lib = load_transport(core->qos_.transport);
     core->id_ = spec.participant->next_endpoint_id();
     auto& t = box->lib->get();
-    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
         throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_reader(params, box->reader); !st)

@@ -31,6 +31,7 @@ struct EndpointSpec {
     Qos qos;                          // from the config
     bool transport_explicit = false;  // the config chose the transport (not the built-in default)
     std::string where;                // "file:line" of that choice
+    bool depth_explicit = false;      // the config set the depth (not the built-in default)
 };
 
 class PublisherCore final : public Endpoint, public std::enable_shared_from_this<PublisherCore> {
@@ -134,7 +135,8 @@ private:
 };
 
 // Transport parameters for an endpoint of `topic` with `qos`.
-transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id);
+// `spec` tells whether its config set the depth that `qos` carries.
+transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std::uint64_t id);
 
 // Resolves the QoS an endpoint will use (the registry's when the topic exists) and checks the
 // type and transport against it; throws ferry::Error on conflict.

@@ -111,6 +111,10 @@ struct TopicParams {
     std::size_t max_message_size = 16u << 20;  // largest commit(), in bytes (core header included)
     std::chrono::nanoseconds block_timeout = std::chrono::seconds(1);
     std::uint32_t mode = 0600;  // permission bits for every OS object the plugin creates
+    // The config set `depth` for this topic. When false, depth is the built-in default and a
+    // plugin may use less when the system allows less (logged at info); when true, a depth the
+    // system cannot provide is an error.
+    bool depth_explicit = false;
 };
 
 // A peer endpoint as the registry knows it.
