@@ -18,6 +18,10 @@ struct Qos {
     std::size_t max_message_size = 16u << 20;  // largest payload, in bytes
     std::chrono::milliseconds block_timeout{1000};  // how long `block` waits
     std::uint32_t mode = 0600;                 // permission bits of the topic's OS objects
+    // Bytes one subscriber may hold in incomplete messages from all its publishers together
+    // (stream and fragmenting transports); 0: 4 x max_message_size, at least 8 MiB. A local
+    // setting: not part of the topic's record.
+    std::size_t reader_buffer_budget = 0;
 };
 
 }  // namespace ferry

@@ -15,7 +15,7 @@ namespace ferry::detail {
 
 namespace {
 
-constexpr const char* kRuleKeys = "transport, depth, overflow, max_message_size, block_timeout_ms, mode";
+constexpr const char* kRuleKeys = "transport, depth, overflow, max_message_size, block_timeout_ms, mode, reader_buffer_budget";
 
 [[noreturn]] void fail_at(const std::string& source, const toml::source_region& where, const std::string& what) {
     std::ostringstream os;
@@ -63,6 +63,16 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
             rule.max_message_size = size;
         } else if (key == "block_timeout_ms") {
             rule.block_timeout = std::chrono::milliseconds(require_int(source, node, "block_timeout_ms", 0, 3600 * 1000));
+        } else if (key == "reader_buffer_budget") {
+            std::optional<std::size_t> size;
+            if (node.is_integer() && *node.value<std::int64_t>() >= 0)
+                size = static_cast<std::size_t>(*node.value<std::int64_t>());
+            else if (node.is_string())
+                size = parse_size(*node.value<std::string>());
+            if (!size || *size > (std::size_t{1} << 40))
+                fail_at(source, node.source(),
+                        "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
+            rule.reader_buffer_budget = size;
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
@@ -89,6 +99,7 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
     if (rule.max_message_size) out.qos.max_message_size = *rule.max_message_size;
     if (rule.block_timeout) out.qos.block_timeout = *rule.block_timeout;
     if (rule.mode) out.qos.mode = *rule.mode;
+    if (rule.reader_buffer_budget) out.qos.reader_buffer_budget = *rule.reader_buffer_budget;
 }
 
 }  // namespace

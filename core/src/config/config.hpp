@@ -7,6 +7,7 @@
 //   max_message_size = "16MiB"
 //   block_timeout_ms = 1000
 //   mode = "0600"              # "0660" lets the file's group in
+//   reader_buffer_budget = "64MiB"  # incomplete messages one subscriber may hold (0: default)
 //
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
@@ -32,6 +33,7 @@ struct ConfigRule {
     std::optional<std::size_t> max_message_size;
     std::optional<std::chrono::milliseconds> block_timeout;
     std::optional<std::uint32_t> mode;
+    std::optional<std::size_t> reader_buffer_budget;
 };
 
 class Config {

@@ -62,6 +62,7 @@ transport::TopicParams make_params(const Participant& p, const std::string& topi
     params.max_message_size = qos.max_message_size + kFrameHeaderSize;
     params.block_timeout = qos.block_timeout;
     params.mode = qos.mode;
+    params.reader_buffer_budget = qos.reader_buffer_budget;
     return params;
 }
 
@@ -200,6 +201,7 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     core->topic_ = spec.topic;
     std::optional<TopicRecord> existing;
     core->qos_ = agree_with_registry(spec, &existing);
+    core->qos_.reader_buffer_budget = spec.qos.reader_buffer_budget;  // ours, not the topic's
     core->type_ = spec.type;
     if (spec.type.empty()) {
         if (!existing)

@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 1;
+inline constexpr std::uint32_t kAbiVersion = 2;
 
 using Clock = std::chrono::steady_clock;
 
@@ -111,6 +111,9 @@ struct TopicParams {
     std::size_t max_message_size = 16u << 20;  // largest commit(), in bytes (core header included)
     std::chrono::nanoseconds block_timeout = std::chrono::seconds(1);
     std::uint32_t mode = 0600;  // permission bits for every OS object the plugin creates
+    // A reader's budget for bytes held in incomplete messages, all writers together (0: the
+    // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
+    std::size_t reader_buffer_budget = 0;
 };
 
 // A peer endpoint as the registry knows it.
