@@ -63,7 +63,7 @@ bool PipeWriter::refuse(const Channel& ch, std::size_t total) noexcept {
     return pages_free * 4096 < total;
 }
 
-std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error) {
+std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error, Errc& /*refusal*/) {
     const pid_t pid = reader.pid > 0 ? reader.pid : transport::endpoint_pid(reader.endpoint_id);
     const std::string path = fifo_path(params_, params_.endpoint_id, reader.endpoint_id);
     if (!transport::process_alive(pid)) {
