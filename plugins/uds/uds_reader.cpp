@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,17 @@ constexpr int kAcceptBatch = 64;  // per wake-up, so a connection storm cannot s
 constexpr auto kListenPause = std::chrono::milliseconds(100);
 // A connection that sent frames but none for this long may make room for a new one.
 constexpr auto kIdleEvictable = std::chrono::seconds(10);
+// Connections held by all uds readers of this process: together at most half of what
+// RLIMIT_NOFILE allows, so that a flood never takes the descriptors the rest of the process
+// needs (its other topics, discovery reading /proc).
+std::atomic<std::size_t> g_process_conns{0};
+
+std::size_t process_conn_cap() noexcept {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+    return static_cast<std::size_t>(rl.rlim_cur / 2);
+}
+
 // epoll tags of the two fixed descriptors; connections are tagged with their Conn*.
 constexpr std::uint64_t kWakeTag = 1;
 constexpr std::uint64_t kListenTag = 2;
@@ -89,6 +101,7 @@ UdsReader::~UdsReader() {
     }
     listen_fd_.reset();
     ::unlink(path_.c_str());
+    g_process_conns.fetch_sub(conns_.size(), std::memory_order_relaxed);
     conns_.clear();
 }
 
@@ -299,7 +312,8 @@ void UdsReader::accept_all() {
             refuse(fd.get(), Refusal::foreign_user);
             continue;
         }
-        if (conns_.size() >= kMaxConnections) {
+        if (conns_.size() >= kMaxConnections ||
+            g_process_conns.load(std::memory_order_relaxed) >= process_conn_cap()) {
             Conn* victim = idle_victim();
             if (victim == nullptr) {
                 refuse(fd.get(), Refusal::too_many);
@@ -317,6 +331,7 @@ void UdsReader::accept_all() {
         }
         conn->registered = true;
         conns_.push_back(std::move(conn));
+        g_process_conns.fetch_add(1, std::memory_order_relaxed);
     }
     // A writer greets right after connect(), so an older connection's greeting is already in
     // its socket when a newer one is accepted: reading greetings now (of every connection that
@@ -448,6 +463,7 @@ void UdsReader::close_conn(std::size_t index, bool torn) {
     held_ -= conn.in.avail();
     conn.in.detach(pool_);
     conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(index));
+    g_process_conns.fetch_sub(1, std::memory_order_relaxed);
     interest_dirty_ = true;
 }
 
