@@ -1116,3 +1116,41 @@ TEST_CASE("uds: another user's writer is refused on a 0600 topic and finds out",
     ft::Status st;
     CHECK(take_one(*reader, st, ft::Clock::now() + 2s) == 2);
 }
+
+TEST_CASE("uds: a writer that cannot connect says so in reader_count and commit", "[uds][hostile][flood]") {
+    Env env;
+    auto rp = env.params();
+    auto reader = env.reader(rp);  // never takes: nothing is accepted, the backlog fills
+    const std::string path = sock_path(env, rp);
+    Child child = Child::fork([&] {
+        raise_nofile(16384);
+        // Fill the listen backlog as a flood would.
+        std::vector<int> fds;
+        for (int i = 0; i < 10000; ++i) {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) return 10;  // RLIMIT_NOFILE's hard limit is below the backlog
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+                ::close(fd);
+                if (errno == EAGAIN) break;
+                return 2;
+            }
+            fds.push_back(fd);
+        }
+        std::unique_ptr<ft::Writer> w;
+        if (!env.sut.create_writer(env.params(), w)) return 3;
+        w->sync_readers({peer(rp)});
+        if (w->reader_count() != 0) return 4;
+        const ft::Status st = send(*w, 1, 100);
+        if (st.code() != ft::Errc::no_resources) return 5;
+        return st.message().find("1 reader(s) refused") != std::string::npos ? 0 : 6;
+    });
+    const int code = child.wait(20s);
+    if (code == 10) {
+        WARN("skipped: RLIMIT_NOFILE's hard limit is too low to fill a listen backlog");
+        return;
+    }
+    CHECK(code == 0);
+}
