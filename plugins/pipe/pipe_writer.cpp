@@ -70,7 +70,7 @@ std::size_t PipeWriter::undrained(const Channel& ch) noexcept {
     return static_cast<std::size_t>(queued);
 }
 
-std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error) {
+std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error, Errc& /*refusal*/) {
     const pid_t pid = reader.pid > 0 ? reader.pid : transport::endpoint_pid(reader.endpoint_id);
     const std::string path = fifo_path(params_, params_.endpoint_id, reader.endpoint_id);
     if (!transport::process_alive(pid)) {

@@ -47,7 +47,28 @@ ssize_t UdsWriter::put(Channel& ch, const std::byte* data, std::size_t size) noe
     return ::send(ch.fd.get(), data, size, kSendFlags);
 }
 
-std::shared_ptr<UdsWriter::Channel> UdsWriter::open_channel(const PeerInfo& reader, std::string& error) {
+// The reader writes to a connection only to say why it turns it away, just before closing it.
+bool UdsWriter::refused(Channel& ch, std::string& why, Errc& code) noexcept {
+    if (!ch.fd.valid()) return false;
+    RefusalRecord rec{};
+    const ssize_t n = ::recv(ch.fd.get(), &rec, sizeof rec, MSG_DONTWAIT);
+    if (n != static_cast<ssize_t>(sizeof rec) || rec.magic != kRefusalMagic) return false;
+    code = Errc::no_resources;
+    switch (static_cast<Refusal>(rec.reason)) {
+        case Refusal::too_many: why = "dropped this writer's connection: too many connections"; break;
+        case Refusal::foreign_user:
+            why = "refused this writer: another user's connection, and the topic's mode lets no one else in";
+            code = Errc::permission_denied;
+            break;
+        case Refusal::over_budget: why = "dropped this writer's connection: over its buffer budget"; break;
+        case Refusal::no_descriptors: why = "dropped this writer's connection: out of file descriptors"; break;
+        default: why = "refused this writer (reason " + std::to_string(rec.reason) + ")"; break;
+    }
+    return true;
+}
+
+std::shared_ptr<UdsWriter::Channel> UdsWriter::open_channel(const PeerInfo& reader, std::string& error,
+                                                            Errc& refusal) {
     const std::string path = socket_path(params_, reader.endpoint_id);
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd.valid()) {
@@ -60,7 +81,9 @@ std::shared_ptr<UdsWriter::Channel> UdsWriter::open_channel(const PeerInfo& read
         return {};
     }
     if (::connect(fd.get(), addr.get(), addr.size()) != 0) {
-        // EAGAIN: the reader's backlog is full; the next sync tries again.
+        // EAGAIN: the reader's backlog is full (it is flooded or stopped); it is there but does
+        // not take us: reported, and tried again later.
+        if (errno == EAGAIN) refusal = Errc::no_resources;
         error = "cannot connect to " + path + ": " + std::strerror(errno);
         return {};
     }

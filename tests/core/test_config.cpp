@@ -212,3 +212,18 @@ TEST_CASE("only a regular file of at most 1 MiB is read as a config", "[config]"
         CHECK_THAT(load_error(fine), Catch::Contains(fine) && Catch::Contains("cannot open: Permission denied"));
     }
 }
+
+TEST_CASE("reader_buffer_budget is a size, per rule, and bad values name the line", "[config]") {
+    const auto sut = Config::parse("[defaults]\nreader_buffer_budget = \"32MiB\"\n[[topic]]\nmatch = \"big/*\"\n"
+                                   "reader_buffer_budget = 1073741824\n",
+                                   "test.toml");
+    CHECK(sut.resolve("small").qos.reader_buffer_budget == 32u << 20);
+    CHECK(sut.resolve("big/x").qos.reader_buffer_budget == std::size_t{1} << 30);
+    CHECK(Config().resolve("any").qos.reader_buffer_budget == 0);  // 0: the transport's default
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = \"plenty\"\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("reader_buffer_budget"));
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = -1\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("reader_buffer_budget"));
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = \"2048GiB\"\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("up to 1TiB"));
+}

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include <ferry/error.hpp>
+#include <ferry/transport/transport.hpp>
 
 #include "loader/plugin_loader.hpp"
 
@@ -39,7 +40,7 @@ TEST_CASE("a module that is not a ferry transport is refused, naming the file", 
 
 TEST_CASE("a module built for another ABI is refused, naming the file and both versions", "[loader]") {
     const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_abi_mismatch_module.so";
-    const auto abi = ferry::transport::kAbiVersion;
+    const auto abi = ferry::transport::kAbiVersion;  // the module says kAbiVersion + 100
     CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("ABI " + std::to_string(abi + 100)) &&
                                                      Catch::Contains("needs ABI " + std::to_string(abi) + ";"));
 }

@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include <ferry/transport/fragment.hpp>
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -256,4 +257,87 @@ TEST_CASE("mq: drop_oldest writers discard the oldest units of a stopped reader'
     child.wait(5000ms);
     w->sync_readers({});
     CHECK_FALSE(reader_object_exists(child_reader));
+}
+
+TEST_CASE("mq: first halves of big messages from 40 writer ids stay within the reader's budget", "[mq][hostile][flood]") {
+    using namespace cases;
+    Env env;
+    constexpr std::size_t kMax = 16u << 20;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    auto reader_params = [&](pid_t pid) {
+        TopicParams p = env.params(Overflow::block, 8, kMax);
+        p.endpoint_id = make_endpoint_id(pid, 1);
+        return p;
+    };
+    // The reader takes until a real writer's 100-byte message arrives.
+    Child rd = Child::fork([&] {
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(reader_params(::getpid()), r)) return 2;
+        const char c = 'r';
+        if (::write(ready[1], &c, 1) != 1) return 3;
+        for (;;) {
+            SampleBuffer s;
+            if (!r->take(s, Clock::now() + 1s)) continue;
+            const std::size_t size = s.size;
+            r->release(s);
+            if (size == 100) return 0;
+        }
+    });
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    const TopicParams rp = reader_params(rd.pid());
+    const std::size_t budget = std::max<std::size_t>(64u << 20, 2 * kMax);  // the default
+    auto rss = [&] {
+        std::ifstream in("/proc/" + std::to_string(rd.pid()) + "/status");
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::stoull(line.substr(6)) * 1024);
+        }
+        return std::size_t{0};
+    };
+    const std::size_t baseline = rss();
+
+    const mqd_t q = ::mq_open(queue_of(rp).c_str(), O_WRONLY | O_CLOEXEC);
+    REQUIRE(q != static_cast<mqd_t>(-1));
+    mq_attr attr{};
+    REQUIRE(::mq_getattr(q, &attr) == 0);
+    const std::size_t payload = static_cast<std::size_t>(attr.mq_msgsize) - kUnitHeaderSize;
+    std::vector<char> unit(static_cast<std::size_t>(attr.mq_msgsize), 'x');
+    std::size_t peak = 0;
+    const std::size_t rounds = kMax / 2 / payload;
+    bool sent = true;
+    for (std::size_t i = 0; i < rounds && sent; ++i) {
+        for (std::uint32_t w = 0; w < 40; ++w) {
+            UnitHeader h{kUnitMagic, 0, make_endpoint_id(::getpid(), 1000 + w), static_cast<std::uint32_t>(kMax - 64),
+                         static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(payload), 0};
+            h.check = unit_check(h);
+            std::memcpy(unit.data(), &h, sizeof h);
+            timespec until{};
+            ::clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            sent = sent && ::mq_timedsend(q, unit.data(), unit.size(), 0, &until) == 0;
+        }
+        if (i % 64 == 0) peak = std::max(peak, rss());
+    }
+    ::mq_close(q);
+    REQUIRE(sent);
+    peak = std::max(peak, rss());
+    INFO("baseline " << (baseline >> 20) << " MiB, peak " << (peak >> 20) << " MiB");
+    CHECK(peak < baseline + budget + (32u << 20));
+
+    // A real writer is still heard.
+    auto wp = env.params(Overflow::block, 8, kMax);
+    std::unique_ptr<Writer> w;
+    REQUIRE(env.transport.create_writer(wp, w));
+    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
+    LoanBuffer buf;
+    REQUIRE(w->loan(100, buf));
+    std::memset(buf.data, 1, 100);
+    REQUIRE(w->commit(buf, 100));
+    CHECK(rd.wait(10s) == 0);
+    w.reset();
+    ::mq_unlink(queue_of(rp).c_str());  // the reader's child ended with _exit, its queue stays
 }

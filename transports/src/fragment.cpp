@@ -720,7 +720,11 @@ FragmentingReader::FragmentingReader(const Host& host, TopicParams params, const
     : host_(host),
       params_(std::move(params)),
       what_(what),
-      reassembler_(Reassembler::Limits{params_.max_message_size}) {
+      reassembler_(Reassembler::Limits{
+          params_.max_message_size, 32,
+          // The configured budget (never below two whole messages), else the Reassembler's.
+          params_.reader_buffer_budget != 0 ? std::max(params_.reader_buffer_budget, 2 * params_.max_message_size)
+                                            : 0}) {
     held_.reserve(4);
     if (params_.overflow == Overflow::drop_oldest) {
         latest_ = std::make_unique<LatestQueue>(params_.depth);

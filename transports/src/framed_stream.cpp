@@ -4,8 +4,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace ferry::transport {
@@ -119,16 +121,44 @@ void FramedWriter::drop(Channel& ch, const char* why) {
     log(*host_, LogLevel::debug,
         std::string(options_.name) + ": writer of " + params_.topic + " drops reader " + hex_id(ch.reader_id) + ": " +
             why);
+    // Under mu_: sync_readers reads the descriptors of listed channels (refusals) under it.
+    std::lock_guard<std::mutex> lock(mu_);
     ch.dead = true;
     ch.fd.reset();
-    std::lock_guard<std::mutex> lock(mu_);
     auto it = conns_.find(ch.reader_id);
     if (it != conns_.end() && it->second.get() == &ch) {
         forget_locked(ch);
         conns_.erase(it);
-        count_.store(conns_.size(), std::memory_order_relaxed);
+        update_count_locked();
         generation_.fetch_add(1, std::memory_order_release);
     }
+}
+
+void FramedWriter::update_count_locked() {
+    std::size_t n = 0;
+    for (const auto& entry : conns_) n += refused_.count(entry.first) == 0 ? 1 : 0;
+    count_.store(n, std::memory_order_relaxed);
+    refused_count_.store(refused_.size(), std::memory_order_relaxed);
+}
+
+void FramedWriter::note_refused_locked(std::uint64_t reader_id, Errc code, std::string why) {
+    // Not at once again: a reader that turned us away is retried after a while.
+    constexpr auto kRetry = std::chrono::seconds(1);
+    if (refused_.count(reader_id) == 0) {
+        log(*host_, LogLevel::warn,
+            std::string(options_.name) + ": writer of " + params_.topic + ": reader " + hex_id(reader_id) + " " + why);
+    }
+    refused_[reader_id] = Refused{code, std::move(why), Clock::now() + kRetry};
+}
+
+// The stream failed: if its reader said why (refused or dropped us), remember it.
+void FramedWriter::check_refused(Channel& ch) {
+    std::string why;
+    Errc code = Errc::no_resources;
+    if (!refused(ch, why, code)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    note_refused_locked(ch.reader_id, code, std::move(why));
+    update_count_locked();
 }
 
 // Sends one frame to every reader. Each put is non-blocking; under block, readers whose
@@ -185,7 +215,9 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
                 pending_.push_back({&ch, 0});
             }
         } else {
-            drop(ch, n < 0 ? std::strerror(errno) : options_.closed);
+            const int err = errno;
+            check_refused(ch);
+            drop(ch, n < 0 ? std::strerror(err) : options_.closed);
         }
     }
 
@@ -221,7 +253,9 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
                 } else if (n < 0 && is_retry(errno)) {
                     continue;
                 } else {
-                    drop(*p.ch, n < 0 ? std::strerror(errno) : options_.closed);
+                    const int err = errno;
+                    check_refused(*p.ch);
+                    drop(*p.ch, n < 0 ? std::strerror(err) : options_.closed);
                 }
                 pending_[i] = pending_.back();
                 pending_.pop_back();
@@ -244,6 +278,16 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         }
     }
 
+    if (worst == Errc::ok && refused_count_.load(std::memory_order_relaxed) != 0) {
+        // Listed readers that turned this writer away get nothing: say so, not success.
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!refused_.empty()) {
+            const Refused& first = refused_.begin()->second;
+            return Status(first.code, std::string(options_.name) + ": topic " + params_.topic + ": " +
+                                          std::to_string(refused_.size()) + " reader(s) refused this writer (reader " +
+                                          hex_id(refused_.begin()->first) + " " + first.why + ")");
+        }
+    }
     if (worst == Errc::ok) return Status::ok();
     undelivered_.fetch_add(full + torn, std::memory_order_relaxed);
     std::string msg = std::string(options_.name) + ": topic " + params_.topic + ": ";
@@ -295,28 +339,51 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
         std::lock_guard<std::mutex> sync_lock(sync_mu_);
         std::vector<PeerInfo> to_add;
         bool changed = false;
+        const auto now = Clock::now();
         {
             std::lock_guard<std::mutex> lock(mu_);
+            auto listed = [&](std::uint64_t id) {
+                return std::any_of(readers.begin(), readers.end(), [&](const PeerInfo& p) { return p.endpoint_id == id; });
+            };
+            for (auto it = refused_.begin(); it != refused_.end();) {
+                it = listed(it->first) ? std::next(it) : refused_.erase(it);
+            }
             for (auto it = conns_.begin(); it != conns_.end();) {
-                const bool listed = std::any_of(readers.begin(), readers.end(),
-                                                [&](const PeerInfo& p) { return p.endpoint_id == it->first; });
-                if (listed) {
-                    ++it;
-                } else {
-                    forget_locked(*it->second);
+                Channel& ch = *it->second;
+                std::string why;
+                Errc code = Errc::no_resources;
+                if (!listed(it->first)) {
+                    forget_locked(ch);
                     it = conns_.erase(it);  // the writer thread closes it with its snapshot
                     changed = true;
+                } else if (!ch.dead && refused(ch, why, code)) {
+                    note_refused_locked(it->first, code, std::move(why));
+                    forget_locked(ch);
+                    it = conns_.erase(it);
+                    changed = true;
+                } else {
+                    // A stream opened by an earlier sync and not turned away: the reader took us.
+                    if (!ch.dead && refused_.erase(it->first) != 0) changed = true;
+                    ++it;
                 }
             }
             for (const PeerInfo& p : readers) {
-                if (p.endpoint_id != 0 && conns_.count(p.endpoint_id) == 0) to_add.push_back(p);
+                if (p.endpoint_id == 0 || conns_.count(p.endpoint_id) != 0) continue;
+                const auto r = refused_.find(p.endpoint_id);
+                if (r == refused_.end() || r->second.retry_at <= now) to_add.push_back(p);
             }
         }
         for (const PeerInfo& p : to_add) {
             std::string error;
-            auto ch = open_channel(p, error);
+            Errc refusal = Errc::ok;
+            auto ch = open_channel(p, error, refusal);
             if (!ch) {
                 log(*host_, LogLevel::debug, std::string(options_.name) + ": writer of " + params_.topic + ": " + error);
+                if (refusal != Errc::ok) {
+                    std::lock_guard<std::mutex> lock(mu_);
+                    note_refused_locked(p.endpoint_id, refusal, error);
+                    changed = true;
+                }
                 continue;
             }
             ch->reader_id = p.endpoint_id;
@@ -326,7 +393,7 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
         }
         if (changed) {
             std::lock_guard<std::mutex> lock(mu_);
-            count_.store(conns_.size(), std::memory_order_relaxed);
+            update_count_locked();
             generation_.fetch_add(1, std::memory_order_release);
         }
     } catch (...) {
@@ -335,6 +402,14 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
 }
 
 // ---- ChunkPool ----
+
+void ChunkMemory::operator()(std::byte* p) const noexcept {
+    if (size > ChunkPool::kChunkSize) {
+        ::munmap(p, size);
+    } else {
+        delete[] p;
+    }
+}
 
 ChunkPool::~ChunkPool() {
     for (Chunk* c : all_) delete c;
@@ -357,7 +432,13 @@ ChunkPool::Chunk* ChunkPool::get_locked(std::size_t need) {
         // Not zeroed: pages the peer never fills are never touched.
         auto fresh = std::make_unique<Chunk>();
         fresh->cap = std::max(need, kChunkSize);
-        fresh->mem.reset(new std::byte[fresh->cap]);
+        if (fresh->cap > kChunkSize) {
+            void* p = ::mmap(nullptr, fresh->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) throw std::bad_alloc();
+            fresh->mem = std::unique_ptr<std::byte[], ChunkMemory>(static_cast<std::byte*>(p), ChunkMemory{fresh->cap});
+        } else {
+            fresh->mem = std::unique_ptr<std::byte[], ChunkMemory>(new std::byte[fresh->cap], ChunkMemory{fresh->cap});
+        }
         all_.insert(fresh.get());
         chunk = fresh.release();
     }
@@ -505,6 +586,26 @@ Status DropOldestRing::take(SampleBuffer& out, Clock::time_point deadline, bool 
 void DropOldestRing::wake_all() {
     { std::lock_guard<std::mutex> lock(mu_); }
     cv_.notify_all();
+}
+
+// ---- budget and throttled logging ----
+
+std::size_t reader_budget(const TopicParams& params) noexcept {
+    const std::size_t frame = kFrameHeaderSize + params.max_message_size;
+    const std::size_t budget = params.reader_buffer_budget != 0
+                                   ? params.reader_buffer_budget
+                                   : std::max<std::size_t>(4 * params.max_message_size, std::size_t{8} << 20);
+    return std::max(budget, 2 * frame);
+}
+
+bool LogThrottle::due(std::uint64_t& count) noexcept {
+    ++pending_;
+    const auto now = Clock::now();
+    if (now < next_) return false;
+    next_ = now + std::chrono::seconds(1);
+    count = pending_;
+    pending_ = 0;
+    return true;
 }
 
 // ---- epoll and eventfd ----

@@ -23,6 +23,10 @@ struct Qos {
     std::chrono::milliseconds linger{2000};
     // samples (take_sample / RawSubscriber::take views) one subscriber may hold at once.
     std::uint32_t max_held_samples = 4;
+    // Bytes one subscriber may hold in incomplete messages from all its publishers together
+    // (stream and fragmenting transports); 0: 4 x max_message_size, at least 8 MiB. A local
+    // setting: not part of the topic's record.
+    std::size_t reader_buffer_budget = 0;
 };
 
 }  // namespace ferry

@@ -27,7 +27,8 @@ constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
 constexpr int kMaxNesting = 64;
 
 constexpr const char* kRuleKeys =
-    "transport, depth, overflow, max_message_size, block_timeout_ms, mode, linger_ms, max_held_samples";
+    "transport, depth, overflow, max_message_size, block_timeout_ms, mode, linger_ms, max_held_samples, "
+    "reader_buffer_budget";
 
 [[noreturn]] void fail_at(const std::string& source, const toml::source_region& where, const std::string& what) {
     std::ostringstream os;
@@ -79,6 +80,16 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
             rule.linger = std::chrono::milliseconds(require_int(source, node, "linger_ms", 0, 3600 * 1000));
         } else if (key == "max_held_samples") {
             rule.max_held_samples = static_cast<std::uint32_t>(require_int(source, node, "max_held_samples", 1, 1024));
+        } else if (key == "reader_buffer_budget") {
+            std::optional<std::size_t> size;
+            if (node.is_integer() && *node.value<std::int64_t>() >= 0)
+                size = static_cast<std::size_t>(*node.value<std::int64_t>());
+            else if (node.is_string())
+                size = parse_size(*node.value<std::string>());
+            if (!size || *size > (std::size_t{1} << 40))
+                fail_at(source, node.source(),
+                        "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
+            rule.reader_buffer_budget = size;
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
@@ -110,6 +121,7 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
     if (rule.mode) out.qos.mode = *rule.mode;
     if (rule.linger) out.qos.linger = *rule.linger;
     if (rule.max_held_samples) out.qos.max_held_samples = *rule.max_held_samples;
+    if (rule.reader_buffer_budget) out.qos.reader_buffer_budget = *rule.reader_buffer_budget;
 }
 
 [[noreturn]] void fail_line(const std::string& source, int line, const std::string& what) {

@@ -9,6 +9,7 @@
 //   mode = "0600"              # "0660" lets the file's group in
 //   linger_ms = 2000           # closing a publisher waits this long for undelivered messages
 //   max_held_samples = 4       # samples one subscriber may hold at once
+//   reader_buffer_budget = "64MiB"  # incomplete messages one subscriber may hold (0: default)
 //
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
@@ -36,6 +37,7 @@ struct ConfigRule {
     std::optional<std::uint32_t> mode;
     std::optional<std::chrono::milliseconds> linger;
     std::optional<std::uint32_t> max_held_samples;
+    std::optional<std::size_t> reader_buffer_budget;
 };
 
 class Config {

@@ -77,6 +77,7 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
     // An endpoint that follows an existing topic's other depth did not ask for that depth itself:
     // like the built-in default, it may get what the system allows.
     params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
+    params.reader_buffer_budget = qos.reader_buffer_budget;
     return params;
 }
 
@@ -247,6 +248,7 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     core->topic_ = spec.topic;
     std::optional<TopicRecord> existing;
     core->qos_ = agree_with_registry(spec, &existing);
+    core->qos_.reader_buffer_budget = spec.qos.reader_buffer_budget;  // ours, not the topic's
     core->type_ = spec.type;
     if (spec.type.empty()) {
         if (!existing)

@@ -11,6 +11,8 @@
 //   RecvStream     receive state of one stream, and parse_frame(): header validated (magic,
 //                  size <= max_message_size) before any room is asked for
 //   DropOldestRing the newest `depth` samples, filled by a reader's drain thread
+//   reader_budget  the bytes a reader may hold in incomplete frames, all streams together
+//   LogThrottle    a recurring condition logged once per second, with its count
 #pragma once
 
 #include <atomic>
@@ -80,8 +82,9 @@ protected:
 
     FramedWriter(const Host& host, const TopicParams& params, const FramedWriterOptions& options);
 
-    // The mechanism. open_channel: a new stream to `reader` (nullptr and `error` when not now).
-    virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) = 0;
+    // The mechanism. open_channel: a new stream to `reader` (nullptr and `error` when not now;
+    // `refusal` set when the reader is there but turns writers away, e.g. a full backlog).
+    virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error, Errc& refusal) = 0;
     // One non-blocking write of `size` bytes (errno set when it returns < 0).
     virtual ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept = 0;
     // True when the whole frame cannot go in now (nothing is put then): used where a partial
@@ -92,6 +95,9 @@ protected:
     virtual std::size_t undrained(const Channel&) noexcept { return 0; }
     // A put found the stream full: is its reader still there to drain it?
     virtual bool peer_alive(const Channel&) noexcept { return true; }
+    // Did the reader refuse or drop this stream, and why (a mechanism with a back channel
+    // only)? `code` says how the refusal is reported: no_resources, permission_denied.
+    virtual bool refused(Channel&, std::string& /*why*/, Errc& /*code*/) noexcept { return false; }
     // A channel leaves the set (mu_ held): reclaim what it named.
     virtual void forget_locked(Channel&) noexcept {}
     // For a derived destructor: forget every channel.
@@ -110,9 +116,19 @@ private:
         Channel* ch;
         std::size_t sent;
     };
+    // A listed reader that refused this writer: reported by every commit and left out of
+    // reader_count() until a new stream to it is not refused.
+    struct Refused {
+        Errc code;
+        std::string why;
+        Clock::time_point retry_at;
+    };
 
     void refresh_snapshot();
     void drop(Channel& ch, const char* why);
+    void note_refused_locked(std::uint64_t reader_id, Errc code, std::string why);
+    void check_refused(Channel& ch);
+    void update_count_locked();
     Status deliver(std::byte* frame, std::size_t total);
     Slot* slot_of(const LoanBuffer& buf) noexcept;
 
@@ -120,6 +136,8 @@ private:
 
     mutable std::mutex mu_;  // guards conns_; taken briefly by commit and sync_readers
     std::unordered_map<std::uint64_t, std::shared_ptr<Channel>> conns_;
+    std::unordered_map<std::uint64_t, Refused> refused_;  // guarded by mu_
+    std::atomic<std::size_t> refused_count_{0};
     std::atomic<std::uint64_t> generation_{0};
     std::atomic<std::size_t> count_{0};
     std::atomic<std::uint64_t> undelivered_{0};
@@ -135,6 +153,14 @@ private:
 
 // ---- reader side ----
 
+// Frees a receive chunk's bytes. Chunks above ChunkPool::kChunkSize are mapped, not taken from
+// the heap: freed, they go back to the system at once, so a reader's memory follows what it
+// holds (see reader_budget).
+struct ChunkMemory {
+    std::size_t size;
+    void operator()(std::byte* p) const noexcept;
+};
+
 // Chunks of received bytes; a sample's handle is its Chunk*. Locked only when shared between
 // a drain thread and the taking thread (set_shared).
 class ChunkPool {
@@ -143,7 +169,7 @@ public:
     static constexpr std::size_t kChunkSize = 256 * 1024;
 
     struct Chunk {
-        std::unique_ptr<std::byte[]> mem;
+        std::unique_ptr<std::byte[], ChunkMemory> mem;
         std::size_t cap = 0;
         std::uint32_t refs = 0;  // samples handed out and not yet released
         bool attached = false;   // a stream still receives into it
@@ -215,6 +241,23 @@ private:
     std::vector<SampleBuffer> ring_;
     std::size_t head_ = 0;
     std::size_t count_ = 0;
+};
+
+// The bytes one reader may hold in incomplete frames, all its streams together:
+// params.reader_buffer_budget, or 4 x max_message_size and at least 8 MiB by default; never
+// less than two whole frames (one frame and the start of the next always fit).
+std::size_t reader_budget(const TopicParams& params) noexcept;
+
+// A recurring condition (a flood, descriptors exhausted) logged at most once per second.
+class LogThrottle {
+public:
+    // Counts one occurrence; true when it is time to log, with `count` occurrences since the
+    // last log.
+    bool due(std::uint64_t& count) noexcept;
+
+private:
+    std::uint64_t pending_ = 0;
+    Clock::time_point next_{};
 };
 
 // ---- the readers' epoll set and wake-up eventfd ----

@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 2;
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 using Clock = std::chrono::steady_clock;
 
@@ -115,6 +115,9 @@ struct TopicParams {
     // plugin may use less when the system allows less (logged at info); when true, a depth the
     // system cannot provide is an error.
     bool depth_explicit = false;
+    // A reader's budget for bytes held in incomplete messages, all writers together (0: the
+    // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
+    std::size_t reader_buffer_budget = 0;
 };
 
 // A peer endpoint as the registry knows it.
