@@ -263,41 +263,11 @@ TEST_CASE("mq: first halves of big messages from 40 writer ids stay within the r
     using namespace cases;
     Env env;
     constexpr std::size_t kMax = 16u << 20;
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    auto reader_params = [&](pid_t pid) {
-        TopicParams p = env.params(Overflow::block, 8, kMax);
-        p.endpoint_id = make_endpoint_id(pid, 1);
-        return p;
-    };
     // The reader takes until a real writer's 100-byte message arrives.
-    Child rd = Child::fork([&] {
-        std::unique_ptr<Reader> r;
-        if (!env.transport.create_reader(reader_params(::getpid()), r)) return 2;
-        const char c = 'r';
-        if (::write(ready[1], &c, 1) != 1) return 3;
-        for (;;) {
-            SampleBuffer s;
-            if (!r->take(s, Clock::now() + 1s)) continue;
-            const std::size_t size = s.size;
-            r->release(s);
-            if (size == 100) return 0;
-        }
-    });
-    char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
-    ::close(ready[0]);
-    ::close(ready[1]);
-    const TopicParams rp = reader_params(rd.pid());
+    TopicParams rp;
+    Child rd = cases::flood_target(env, kMax, rp);
     const std::size_t budget = std::max<std::size_t>(64u << 20, 2 * kMax);  // the default
-    auto rss = [&] {
-        std::ifstream in("/proc/" + std::to_string(rd.pid()) + "/status");
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::stoull(line.substr(6)) * 1024);
-        }
-        return std::size_t{0};
-    };
+    auto rss = [&] { return cases::vm_rss(rd.pid()); };
     const std::size_t baseline = rss();
 
     const mqd_t q = ::mq_open(queue_of(rp).c_str(), O_WRONLY | O_CLOEXEC);

@@ -274,54 +274,18 @@ TEST_CASE("fragment: deliver_units splits in place over a real pipe and restores
 // ---------------------------------------------------------------------------------------
 // Floods: many FIFOs addressed to one reader.
 
-namespace {
-
-std::size_t vm_rss(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-    }
-    return 0;
-}
-
-}  // namespace
-
 TEST_CASE("pipe: half frames in 40 FIFOs stay within the reader's buffer budget", "[pipe][hostile][flood]") {
     using namespace std::chrono_literals;
     using ferry::test::Child;
     using ferry::test::wait_until;
     cases::Env env;
     constexpr std::size_t kMax = 16u << 20;
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    auto reader_params = [&](pid_t pid) {
-        TopicParams p = env.params(Overflow::block, 8, kMax);
-        p.endpoint_id = make_endpoint_id(pid, 1);
-        return p;
-    };
     // The reader takes until a real writer's 100-byte message arrives.
-    Child rd = Child::fork([&] {
-        std::unique_ptr<Reader> r;
-        if (!env.transport.create_reader(reader_params(::getpid()), r)) return 2;
-        const char c = 'r';
-        if (::write(ready[1], &c, 1) != 1) return 3;
-        for (;;) {
-            SampleBuffer s;
-            if (!r->take(s, Clock::now() + 1s)) continue;
-            const std::size_t size = s.size;
-            r->release(s);
-            if (size == 100) return 0;
-        }
-    });
-    char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
-    ::close(ready[0]);
-    ::close(ready[1]);
-    const TopicParams rp = reader_params(rd.pid());
+    TopicParams rp;
+    Child rd = cases::flood_target(env, kMax, rp);
     const std::size_t budget = reader_budget(rp);  // default: 4 x 16 MiB
     REQUIRE(budget == 4 * kMax);
-    const std::size_t baseline = vm_rss(rd.pid());
+    const std::size_t baseline = cases::vm_rss(rd.pid());
 
     struct sigaction ignore {}, old {};
     ignore.sa_handler = SIG_IGN;
@@ -366,7 +330,7 @@ TEST_CASE("pipe: half frames in 40 FIFOs stay within the reader's buffer budget"
             if (n > 0) f.sent += static_cast<std::size_t>(n);
             else if (n < 0 && errno != EAGAIN) f.closed = true;  // EPIPE: the reader dropped it
         }
-        peak = std::max(peak, vm_rss(rd.pid()));
+        peak = std::max(peak, cases::vm_rss(rd.pid()));
     }
     ::sigaction(SIGPIPE, &old, nullptr);
     std::size_t dropped = 0;

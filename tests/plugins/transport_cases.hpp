@@ -249,6 +249,49 @@ inline Child idle_reader_child(Env& env, const TopicParams& rp, TopicParams& chi
     return child;
 }
 
+// Resident memory of a process, in bytes (VmRSS of /proc/<pid>/status; 0 if unknown).
+inline std::size_t vm_rss(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::stoull(line.substr(6)) * 1024);
+    }
+    return 0;
+}
+
+// A reader of messages up to `max_message_size` in a child process that takes and drops
+// messages until a 100-byte one arrives (then exits 0): the target of flood tests. Returns once
+// the reader exists; `out` receives its parameters.
+inline ferry::test::Child flood_target(Env& env, std::size_t max_message_size, TopicParams& out) {
+    using namespace std::chrono_literals;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    auto reader_params = [&](pid_t pid) {
+        TopicParams p = env.params(Overflow::block, 8, max_message_size);
+        p.endpoint_id = ferry::transport::make_endpoint_id(pid, 1);
+        return p;
+    };
+    ferry::test::Child rd = ferry::test::Child::fork([&] {
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(reader_params(::getpid()), r)) return 2;
+        const char c = 'r';
+        if (::write(ready[1], &c, 1) != 1) return 3;
+        for (;;) {
+            SampleBuffer s;
+            if (!r->take(s, Clock::now() + 1s)) continue;
+            const std::size_t size = s.size;
+            r->release(s);
+            if (size == 100) return 0;
+        }
+    });
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    out = reader_params(rd.pid());
+    return rd;
+}
+
 }  // namespace cases
 
 // ---------------------------------------------------------------------------------------

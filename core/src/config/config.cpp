@@ -45,6 +45,17 @@ std::int64_t require_int(const std::string& source, const toml::node& n, const c
     return *v;
 }
 
+// A byte count: an integer, or a string such as "16MiB".
+std::size_t require_size(const std::string& source, const toml::node& n, std::size_t max, const char* what) {
+    std::optional<std::size_t> size;
+    if (n.is_integer() && *n.value<std::int64_t>() >= 0)
+        size = static_cast<std::size_t>(*n.value<std::int64_t>());
+    else if (n.is_string())
+        size = parse_size(*n.value<std::string>());
+    if (!size || *size > max) fail_at(source, n.source(), what);
+    return *size;
+}
+
 ConfigRule parse_rule(const std::string& source, const toml::table& table, bool is_default) {
     ConfigRule rule;
     rule.line = static_cast<int>(table.source().begin.line);
@@ -66,14 +77,8 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
                 fail_at(source, node.source(), "'overflow' must be one of: block, drop_oldest, fail");
             rule.overflow = *s == "block" ? Overflow::block : *s == "fail" ? Overflow::fail : Overflow::drop_oldest;
         } else if (key == "max_message_size") {
-            std::optional<std::size_t> size;
-            if (node.is_integer() && *node.value<std::int64_t>() >= 0)
-                size = static_cast<std::size_t>(*node.value<std::int64_t>());
-            else if (node.is_string())
-                size = parse_size(*node.value<std::string>());
-            if (!size || *size > (std::size_t{1} << 32))
-                fail_at(source, node.source(), "'max_message_size' must be a size up to 4GiB, e.g. 65536 or \"16MiB\"");
-            rule.max_message_size = size;
+            rule.max_message_size = require_size(source, node, std::size_t{1} << 32,
+                                                 "'max_message_size' must be a size up to 4GiB, e.g. 65536 or \"16MiB\"");
         } else if (key == "block_timeout_ms") {
             rule.block_timeout = std::chrono::milliseconds(require_int(source, node, "block_timeout_ms", 0, 3600 * 1000));
         } else if (key == "linger_ms") {
@@ -81,15 +86,8 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
         } else if (key == "max_held_samples") {
             rule.max_held_samples = static_cast<std::uint32_t>(require_int(source, node, "max_held_samples", 1, 1024));
         } else if (key == "reader_buffer_budget") {
-            std::optional<std::size_t> size;
-            if (node.is_integer() && *node.value<std::int64_t>() >= 0)
-                size = static_cast<std::size_t>(*node.value<std::int64_t>());
-            else if (node.is_string())
-                size = parse_size(*node.value<std::string>());
-            if (!size || *size > (std::size_t{1} << 40))
-                fail_at(source, node.source(),
-                        "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
-            rule.reader_buffer_budget = size;
+            rule.reader_buffer_budget = require_size(source, node, std::size_t{1} << 40,
+                                                     "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
