@@ -60,7 +60,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
         if (!s) continue;
         ++received;
         const auto& mi = s->info();
-        const std::int64_t latency_ns = steady_now_ns() - mi.timestamp_ns;
+        const std::int64_t latency_ns = wall_now_ns() - mi.timestamp_ns;
 
         std::optional<std::string> decoded;  // JSON (g.json or user type) or text
         std::string error;

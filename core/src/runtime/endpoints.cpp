@@ -34,8 +34,11 @@ std::vector<transport::PeerInfo> peers_of(const std::vector<EndpointRecord>& all
     return out;
 }
 
-std::int64_t monotonic_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(transport::Clock::now().time_since_epoch()).count();
+// Publish time on the wall clock (CLOCK_REALTIME): the one clock that processes in other time
+// namespaces (containers) and recorders (MCAP's publish_time) agree on. Never used as a deadline.
+std::int64_t wall_clock_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 void check_topic_name(const std::string& topic) {
@@ -215,7 +218,7 @@ Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
     h.payload_size = used;
     h.sequence = ++sequence_;
     h.publisher_id = id_;
-    h.timestamp_ns = monotonic_ns();
+    h.timestamp_ns = wall_clock_ns();
     h.type_hash = type_hash_;
     std::memcpy(buf.data, &h, sizeof h);
     Status st = writer_->commit(buf, used + kFrameHeaderSize);
