@@ -20,7 +20,7 @@ std::string unique_domain() {
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = std::chrono::steady_clock::now() + time_bound(timeout);
     while (true) {
         if (condition()) return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
