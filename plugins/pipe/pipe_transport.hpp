@@ -76,6 +76,10 @@ private:
     bool refuse(const Channel& ch, std::size_t total) noexcept override;
     bool peer_alive(const Channel& ch) noexcept override;
     void forget_locked(Channel& ch) noexcept override;
+    void linger() noexcept;
+
+    std::mutex opened_mu_;
+    std::vector<std::weak_ptr<Channel>> opened_;  // every FIFO open_channel made, for linger()
 };
 
 class PipeReader final : public transport::Reader {

@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
 #include <ferry/transport/naming.hpp>
 
@@ -26,7 +28,31 @@ const transport::FramedWriterOptions kOptions{
 
 PipeWriter::PipeWriter(const Host& host, const TopicParams& params) : FramedWriter(host, params, kOptions) {}
 
-PipeWriter::~PipeWriter() { forget_all(); }
+PipeWriter::~PipeWriter() {
+    linger();
+    forget_all();
+}
+
+// Under `block`, a writer going away cleanly first lets its live readers empty their FIFOs, up
+// to block_timeout: closing our end of a FIFO its reader has not opened yet throws away what is
+// in it, and the reader's watcher thread opens a FIFO only some time after it was created (a
+// publisher that sends a few messages and exits at once lost them all, e.g. under ASan).
+// Nothing signals "drained" on a FIFO we hold O_RDWR, so this polls each millisecond.
+void PipeWriter::linger() noexcept {
+    if (params_.overflow != transport::Overflow::block) return;
+    const auto deadline = Clock::now() + params_.block_timeout;
+    std::lock_guard<std::mutex> lock(opened_mu_);
+    for (;;) {
+        bool waiting = false;
+        for (const auto& weak : opened_) {
+            const auto ch = weak.lock();
+            int queued = 0;
+            if (ch && ::ioctl(ch->fd.get(), FIONREAD, &queued) == 0 && queued > 0 && peer_alive(*ch)) waiting = true;
+        }
+        if (!waiting || Clock::now() >= deadline) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
 
 ssize_t PipeWriter::put(Channel& ch, const std::byte* data, std::size_t size) noexcept {
     return ::write(ch.fd.get(), data, size);
@@ -102,6 +128,10 @@ std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& re
     conn->path = path;
     conn->dev = st.st_dev;
     conn->ino = st.st_ino;
+    std::lock_guard<std::mutex> lock(opened_mu_);
+    opened_.erase(std::remove_if(opened_.begin(), opened_.end(), [](const auto& w) { return w.expired(); }),
+                  opened_.end());
+    opened_.push_back(conn);
     return conn;
 }
 
