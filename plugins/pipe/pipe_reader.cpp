@@ -348,10 +348,13 @@ void PipeReader::scan_directory() {
 // writer puts in it survives the writer (a FIFO nobody holds open forgets its contents) ----
 
 std::shared_ptr<DirWatcher> DirWatcher::get(const std::string& dir, std::string& error) {
+    // Static objects, destroyed with the module: the core unloads the plugin (dlclose) at exit,
+    // and memory that only an unloaded module pointed to is leaked (LeakSanitizer said so for
+    // the never-freed map this was). Destroying the map is safe: it only holds weak references.
     static std::mutex registry_mu;
-    static auto* registry = new std::unordered_map<std::string, std::weak_ptr<DirWatcher>>();  // never destroyed
+    static std::unordered_map<std::string, std::weak_ptr<DirWatcher>> registry;
     std::lock_guard<std::mutex> lock(registry_mu);
-    auto& slot = (*registry)[dir];
+    auto& slot = registry[dir];
     if (auto existing = slot.lock(); existing && existing->pid_ == ::getpid()) return existing;
     std::shared_ptr<DirWatcher> w(new DirWatcher());
     w->pid_ = ::getpid();

@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
 #include <ferry/transport/naming.hpp>
 
@@ -26,6 +28,8 @@ const transport::FramedWriterOptions kOptions{
 
 PipeWriter::PipeWriter(const Host& host, const TopicParams& params) : FramedWriter(host, params, kOptions) {}
 
+// What is still in the FIFOs was waited for by flush() (the core calls it before it drops the
+// writer, for up to linger_ms): see undrained().
 PipeWriter::~PipeWriter() { forget_all(); }
 
 ssize_t PipeWriter::put(Channel& ch, const std::byte* data, std::size_t size) noexcept {

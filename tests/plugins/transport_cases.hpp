@@ -741,12 +741,16 @@ FERRY_CASE("a rogue process writing garbage is dropped while a good writer keeps
     using namespace cases;
     Env env;
     TopicParams rp = env.params(Overflow::block, 8, 1u << 20);
-    auto r = env.reader(rp);
     constexpr std::uint32_t kCount = 2000;
-    Child good = Child::fork([&] {
-        return child_writer(env.transport, env.peer(rp, ::getpid(), 1), rp, 1, kCount, {100, 9000, 30000});
-    });
+    // The rogue is forked before the reader exists, while this process has no other thread, and
+    // waits for `go`: forked while a reader's thread allocates, a child under ASan can deadlock
+    // on the allocator lock that thread held at the fork (the rogue hung so in 2 of 8 runs).
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
     Child rogue = Child::fork([&] {
+        ::close(go[1]);
+        char c = 0;
+        if (::read(go[0], &c, 1) != 1) return 20;
         std::mt19937_64 rng(42);
         for (int round = 0; round < 300; ++round) {
             std::byte junk[200];
@@ -769,6 +773,14 @@ FERRY_CASE("a rogue process writing garbage is dropped while a good writer keeps
         }
         return 0;
     });
+    ::close(go[0]);
+    auto r = env.reader(rp);
+    Child good = Child::fork([&] {
+        return child_writer(env.transport, env.peer(rp, ::getpid(), 1), rp, 1, kCount, {100, 9000, 30000});
+    });
+    const char c = 1;
+    REQUIRE(::write(go[1], &c, 1) == 1);
+    ::close(go[1]);
     r->sync_writers({PeerInfo{child_endpoint(good.pid()), good.pid()}});
     const std::vector<std::size_t> sizes{100, 9000, 30000};
     for (std::uint32_t i = 0; i < kCount; ++i) {

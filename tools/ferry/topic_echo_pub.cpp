@@ -144,12 +144,15 @@ int run_pub(const Globals& g, const PubOptions& o) {
     auto next = std::chrono::steady_clock::now();
     std::uint64_t sent = 0, failed = 0;
     while (!g_interrupted.load() && (count == 0 || sent + failed < count)) {
+        // Counted before publishing: a subscriber that takes this message and leaves at once
+        // may already be gone from the count afterwards.
+        const std::size_t subscribers = pub.subscriber_count();
         const Status st = pub.publish(bytes.data(), bytes.size());
         if (st) {
             ++sent;
             if (!g.json)
                 out("published #" + std::to_string(sent) + " on '" + shown(o.topic) + "' (" + shown(type) + ", " +
-                    std::to_string(bytes.size()) + " bytes, " + std::to_string(pub.subscriber_count()) +
+                    std::to_string(bytes.size()) + " bytes, " + std::to_string(subscribers) +
                     " subscriber(s))\n");
         } else {
             ++failed;
