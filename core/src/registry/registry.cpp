@@ -5,14 +5,18 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 
 #include <ferry/error.hpp>
@@ -32,6 +36,11 @@ constexpr std::size_t kNameLen = 192;
 constexpr std::size_t kTypeLen = 192;
 constexpr std::size_t kTransportLen = 32;
 constexpr std::size_t kNodeLen = 64;
+
+// A registry critical section takes microseconds: a holder for longer is stopped or hung.
+constexpr std::chrono::milliseconds kLockTimeout{2000};
+// Leaving (endpoint or process): entries left behind are purged once this process is gone.
+constexpr std::chrono::milliseconds kLeaveTimeout{500};
 
 enum State : std::uint32_t { kFree = 0, kWriting = 1, kLive = 2 };
 }  // namespace
@@ -83,13 +92,36 @@ struct RegistryLayout {
 
 namespace {
 
-// Test hook: a process that dies holding the registry lock (see tests/multiprocess).
+// Test hooks: a process that dies (CRASH) or stops itself (STOP) holding the registry lock.
+// Read on every use, not cached: a test sets them in a forked child.
 bool crash_in_lock_requested() {
-    static const bool requested = [] {
-        const char* v = std::getenv("FERRY_TEST_CRASH_IN_REGISTRY_LOCK");
-        return v && std::strcmp(v, "1") == 0;
-    }();
-    return requested;
+    const char* v = std::getenv("FERRY_TEST_CRASH_IN_REGISTRY_LOCK");
+    return v && std::strcmp(v, "1") == 0;
+}
+
+bool stop_in_lock_requested() {
+    const char* v = std::getenv("FERRY_TEST_STOP_IN_REGISTRY_LOCK");
+    return v && std::strcmp(v, "1") == 0;
+}
+
+std::atomic<const std::atomic<bool>*> g_interrupt{nullptr};
+
+// "pid 4242 (stopped)" for the thread `tid` holding the lock, from /proc/<tid>/status.
+std::string describe_holder(pid_t tid) {
+    if (tid <= 0) return "a process that is gone";
+    std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+    std::string line, state, tgid;
+    while (std::getline(in, line)) {
+        if (line.rfind("State:", 0) == 0) {
+            const auto open = line.find('('), close = line.rfind(')');
+            if (open != std::string::npos && close != std::string::npos && close > open)
+                state = line.substr(open + 1, close - open - 1);
+        } else if (line.rfind("Tgid:", 0) == 0) {
+            tgid = std::to_string(std::strtol(line.c_str() + 5, nullptr, 10));
+        }
+    }
+    if (tgid.empty()) return "pid " + std::to_string(tid) + " (gone, or in another pid namespace)";
+    return "pid " + tgid + " (" + (state.empty() ? std::string("unknown state") : state) + ")";
 }
 
 void copy_str(char* dst, std::size_t cap, const std::string& src) {
@@ -154,22 +186,53 @@ bool process_is(const ProcessId& p) {
     return st.exists && !st.zombie && st.start_time == p.start_time;
 }
 
+void set_registry_interrupt(const std::atomic<bool>* flag) noexcept { g_interrupt.store(flag); }
+
+// Takes the registry mutex within `timeout` (in slices, so that an interrupt or a closing
+// participant ends the wait early), or throws naming the holder: a stopped or hung process
+// must never hang another.
 class Registry::Lock {
 public:
-    explicit Lock(Registry& r) : r_(r) {
-        const int rc = ::pthread_mutex_lock(&r_.shm_->mutex);
-        if (rc == EOWNERDEAD) {
-            log_warn("registry of domain " + r_.domain_ + ": a process died holding the lock; repairing");
-            r_.repair_locked();
-            ::pthread_mutex_consistent(&r_.shm_->mutex);
-        } else if (rc != 0) {
-            throw Error(Errc::internal, "registry of domain " + r_.domain_ + ": lock failed: " + std::strerror(rc));
+    explicit Lock(Registry& r, std::chrono::milliseconds timeout = kLockTimeout) : r_(r), local_(r.local_mu_) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        // A truncated file is never touched: rejoin first (the one cheap fstat per lock).
+        if (r_.shm_ && r_.truncated()) r_.rejoin_if_needed();
+        if (!r_.shm_) throw Error(Errc::closed, "registry of domain " + r_.domain_ + " is gone");
+        for (;;) {
+            const auto now = std::chrono::steady_clock::now();
+            const auto slice_end = std::min(deadline, now + std::chrono::milliseconds(50));
+            timespec ts{};
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(slice_end - now).count() +
+                            static_cast<long long>(ts.tv_nsec);
+            ts.tv_sec += static_cast<time_t>(ns / 1000000000);
+            ts.tv_nsec = static_cast<long>(ns % 1000000000);
+            const int rc = ::pthread_mutex_clocklock(&r_.shm_->mutex, CLOCK_MONOTONIC, &ts);
+            if (rc == 0) break;
+            if (rc == EOWNERDEAD) {
+                log_warn("registry of domain " + r_.domain_ + ": a process died holding the lock; repairing");
+                r_.repair_locked();
+                ::pthread_mutex_consistent(&r_.shm_->mutex);
+                break;
+            }
+            if (rc != ETIMEDOUT)
+                throw Error(Errc::internal, "registry of domain " + r_.domain_ + ": lock failed: " + std::strerror(rc));
+            const pid_t holder = __atomic_load_n(&r_.shm_->mutex.__data.__owner, __ATOMIC_RELAXED);
+            const auto* interrupt = g_interrupt.load();
+            if (r_.interrupted_.load() || (interrupt && interrupt->load()))
+                throw Error(Errc::closed, "interrupted while waiting for the registry lock of domain " + r_.domain_ +
+                                              " (held by " + describe_holder(holder) + ")");
+            if (std::chrono::steady_clock::now() >= deadline)
+                throw Error(Errc::timeout, "registry lock of domain " + r_.domain_ + " held by " + describe_holder(holder) +
+                                               " for more than " + std::to_string(timeout.count()) +
+                                               " ms; resume it (kill -CONT) or end it");
         }
     }
     ~Lock() { ::pthread_mutex_unlock(&r_.shm_->mutex); }
 
 private:
     Registry& r_;
+    std::unique_lock<std::recursive_mutex> local_;
 };
 
 std::string Registry::path_for(const std::string& domain) { return "/dev/shm/ferry." + domain + ".registry"; }
@@ -181,24 +244,57 @@ RegistryLayout* map_fd(int fd) {
     return p == MAP_FAILED ? nullptr : static_cast<RegistryLayout*>(p);
 }
 
+std::string human_size(unsigned long long bytes) {
+    char buf[32];
+    if (bytes >= (1ull << 20))
+        std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+    else
+        std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024);
+    return buf;
+}
+
+// "/dev/shm (size 64.0 KiB, 0.0 KiB free)" for the file system holding `path`.
+std::string describe_fs(const std::string& path) {
+    const std::string dir = path.substr(0, path.rfind('/'));
+    struct statvfs vfs {};
+    if (::statvfs(dir.c_str(), &vfs) != 0) return dir;
+    return dir + " (size " + human_size(static_cast<unsigned long long>(vfs.f_blocks) * vfs.f_frsize) + ", " +
+           human_size(static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize) + " free)";
+}
+
+// The temporary file of create_registry(), removed on every path out.
+struct TmpFile {
+    std::string path;
+    ~TmpFile() { ::unlink(path.c_str()); }
+};
+
 // Creates a fully initialised registry under a temporary name and links it into place, so
 // nobody ever maps a half-initialised one. Returns false if another process won the race.
+// Its pages are reserved first: a full /dev/shm is an error here, never a SIGBUS later.
 bool create_registry(const std::string& path, std::uint32_t mode) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    transport::UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    // umask may have cleared bits the config grants: set them explicitly.
-    if (!fd.valid()) throw Error(Errc::io_error, "registry: cannot create " + tmp + ": " + std::strerror(errno));
-    ::fchmod(fd.get(), static_cast<mode_t>(mode & 0660));
-    if (::ftruncate(fd.get(), sizeof(RegistryLayout)) != 0) {
+    TmpFile tmp{path + ".tmp." + std::to_string(::getpid())};
+    transport::UniqueFd fd(::open(tmp.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd.valid()) {
         const int err = errno;
-        ::unlink(tmp.c_str());
-        throw Error(Errc::no_resources, "registry: cannot size " + tmp + ": " + std::strerror(err));
+        tmp.path.clear();  // not ours to remove
+        throw Error(transport::errc_from_errno(err), "registry: cannot create " + path + ".tmp." +
+                                                          std::to_string(::getpid()) + ": " + std::strerror(err));
+    }
+    // umask may have cleared bits the config grants: set them explicitly.
+    ::fchmod(fd.get(), static_cast<mode_t>(mode & 0660));
+    const int rc = ::posix_fallocate(fd.get(), 0, sizeof(RegistryLayout));
+    if (rc != 0) {
+        if (rc == ENOSPC)
+            throw Error(Errc::no_resources, "registry: " + describe_fs(path) + " has no room for the " +
+                                                human_size(sizeof(RegistryLayout)) + " registry " + path +
+                                                "; free space there (ferry clean, or a larger --shm-size)");
+        throw Error(Errc::no_resources, "registry: cannot reserve " + human_size(sizeof(RegistryLayout)) + " for " +
+                                            tmp.path + ": " + std::strerror(rc));
     }
     RegistryLayout* shm = map_fd(fd.get());
     if (!shm) {
         const int err = errno;
-        ::unlink(tmp.c_str());
-        throw Error(Errc::no_resources, "registry: cannot map " + tmp + ": " + std::strerror(err));
+        throw Error(Errc::no_resources, "registry: cannot map " + tmp.path + ": " + std::strerror(err));
     }
     pthread_mutexattr_t attr;
     ::pthread_mutexattr_init(&attr);
@@ -210,49 +306,167 @@ bool create_registry(const std::string& path, std::uint32_t mode) {
     shm->size = sizeof(RegistryLayout);
     shm->magic = kMagic;
     ::munmap(shm, sizeof(RegistryLayout));
-    const bool won = ::link(tmp.c_str(), path.c_str()) == 0;
+    const bool won = ::link(tmp.path.c_str(), path.c_str()) == 0;
     const int err = errno;
-    ::unlink(tmp.c_str());
     if (!won && err != EEXIST)
         throw Error(Errc::io_error, "registry: cannot publish " + path + ": " + std::strerror(err));
     return won;
 }
 
-RegistryLayout* open_mapped(const std::string& path, bool& missing) {
-    missing = false;
-    transport::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd.valid()) {
-        if (errno == ENOENT) {
-            missing = true;
-            return nullptr;
-        }
-        throw Error(transport::errc_from_errno(errno), "registry: cannot open " + path + ": " + std::strerror(errno));
-    }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || static_cast<std::size_t>(st.st_size) != sizeof(RegistryLayout))
-        throw Error(Errc::invalid_argument, "registry: " + path +
-                                                " has an unexpected size (another ferry version?); remove it with `ferry clean`");
-    RegistryLayout* shm = map_fd(fd.get());
-    if (!shm) throw Error(Errc::no_resources, "registry: cannot map " + path + ": " + std::strerror(errno));
-    if (shm->magic != kMagic || shm->version != kVersion || shm->size != sizeof(RegistryLayout)) {
-        ::munmap(shm, sizeof(RegistryLayout));
-        throw Error(Errc::invalid_argument,
-                    "registry: " + path + " is not a ferry registry of this version; remove it with `ferry clean`");
-    }
-    return shm;
+// ", and it belongs to uid 1001, not to you (uid 1000)" when another user owns `st`.
+std::string foreign_owner(const std::string& path, const struct stat& st) {
+    if (st.st_uid == ::geteuid()) return "";
+    return ": " + path + " belongs to uid " + std::to_string(st.st_uid) + ", not to you (uid " +
+           std::to_string(::geteuid()) + "); that user (or root, with `ferry clean`) must remove it, or use another domain";
 }
 
 }  // namespace
 
-Registry::Registry(std::string domain, bool join, std::uint32_t mode) : domain_(std::move(domain)), path_(path_for(domain_)) {
+std::string Registry::check_layout(int fd, const std::string& path, struct stat* out) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return std::string("cannot stat it: ") + std::strerror(errno);
+    if (out) *out = st;
+    if (static_cast<std::size_t>(st.st_size) != sizeof(RegistryLayout))
+        return "it has an unexpected size (" + std::to_string(st.st_size) + " bytes, not " +
+               std::to_string(sizeof(RegistryLayout)) + ": another ferry version, or a damaged file)" +
+               foreign_owner(path, st);
+    struct {
+        std::uint64_t magic;
+        std::uint32_t version;
+        std::uint32_t size;
+    } head{};
+    if (::pread(fd, &head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
+        head.magic != kMagic || head.version != kVersion || head.size != sizeof(RegistryLayout))
+        return "it is not a ferry registry of this version" + foreign_owner(path, st);
+    return "";
+}
+
+namespace {
+
+struct Mapped {
+    RegistryLayout* shm = nullptr;
+    transport::UniqueFd fd;
+    struct stat st {};
+};
+
+Mapped open_mapped(const std::string& path, bool& missing) {
+    missing = false;
+    Mapped m;
+    m.fd = transport::UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!m.fd.valid()) {
+        const int err = errno;
+        if (err == ENOENT) {
+            missing = true;
+            return m;
+        }
+        struct stat st {};
+        const std::string owner = ::lstat(path.c_str(), &st) == 0 ? foreign_owner(path, st) : "";
+        throw Error(transport::errc_from_errno(err), "registry: cannot open " + path + ": " + std::strerror(err) + owner);
+    }
+    const std::string bad = Registry::check_layout(m.fd.get(), path, &m.st);
+    if (!bad.empty())
+        throw Error(Errc::invalid_argument, "registry: " + path + ": " + bad +
+                                                (bad.find("belongs to uid") == std::string::npos
+                                                     ? "; remove it with `ferry clean`"
+                                                     : ""));
+    m.shm = map_fd(m.fd.get());
+    if (!m.shm) throw Error(Errc::no_resources, "registry: cannot map " + path + ": " + std::strerror(errno));
+    return m;
+}
+
+}  // namespace
+
+// Mappings of registries in this process, for the SIGBUS handler: a fault inside one (its file
+// was truncated under us) replaces it with private zero pages and marks the registry lost, so
+// the access that faulted, and every later one, go on harmlessly until the owner rejoins.
+namespace {
+
+struct GuardedRange {
+    std::atomic<std::uintptr_t> begin{0};
+    std::atomic<std::atomic<bool>*> lost{nullptr};
+};
+constexpr std::size_t kGuardedRanges = 64;
+GuardedRange g_ranges[kGuardedRanges];
+struct sigaction g_old_sigbus {};
+
+void restore_old_and_return(int sig, siginfo_t* info, void* ctx) {
+    if (g_old_sigbus.sa_flags & SA_SIGINFO) {
+        if (g_old_sigbus.sa_sigaction) g_old_sigbus.sa_sigaction(sig, info, ctx);
+        return;
+    }
+    if (g_old_sigbus.sa_handler == SIG_IGN) return;
+    if (g_old_sigbus.sa_handler == SIG_DFL) {
+        ::signal(SIGBUS, SIG_DFL);  // returning re-runs the access: the default action follows
+        return;
+    }
+    g_old_sigbus.sa_handler(sig);
+}
+
+extern "C" void on_sigbus(int sig, siginfo_t* info, void* ctx) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    for (auto& r : g_ranges) {
+        const std::uintptr_t begin = r.begin.load();
+        if (begin == 0 || addr < begin || addr >= begin + sizeof(RegistryLayout)) continue;
+        ::mmap(reinterpret_cast<void*>(begin), sizeof(RegistryLayout), PROT_READ | PROT_WRITE,
+               MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (auto* lost = r.lost.load()) lost->store(true);
+        return;
+    }
+    restore_old_and_return(sig, info, ctx);
+}
+
+void guard(RegistryLayout* shm, std::atomic<bool>* lost) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa {};
+        sa.sa_sigaction = &on_sigbus;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGBUS, &sa, &g_old_sigbus);
+    });
+    for (auto& r : g_ranges) {
+        std::uintptr_t expected = 0;
+        r.lost.store(lost);
+        if (r.begin.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(shm))) return;
+    }
+    log_warn("registry: more than 64 registry mappings in this process; a truncated file may raise SIGBUS");
+}
+
+void unguard(RegistryLayout* shm) {
+    for (auto& r : g_ranges) {
+        std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(shm);
+        if (r.begin.compare_exchange_strong(expected, 0)) return;
+    }
+}
+
+// Replaces a mapping whose file is gone bad with private zero pages (same address: pointers
+// into it, such as endpoint counters, stay valid).
+void neutralise(RegistryLayout* shm) {
+    ::mmap(shm, sizeof(RegistryLayout), PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+}  // namespace
+
+Registry::Registry(std::string domain, bool join, std::uint32_t mode)
+    : domain_(std::move(domain)), path_(path_for(domain_)), mode_(mode) {
+    attach(join);
+}
+
+void Registry::attach(bool join) {
     for (int attempt = 0; attempt < 100; ++attempt) {
         bool missing = false;
-        shm_ = open_mapped(path_, missing);
+        Mapped m = open_mapped(path_, missing);
         if (missing) {
             if (!join) return;
-            create_registry(path_, mode);
+            create_registry(path_, mode_);
             continue;
         }
+        shm_ = m.shm;
+        lost_.store(false);
+        guard(shm_, &lost_);
+        ino_ = m.st.st_ino;
+        dev_ = m.st.st_dev;
+        fd_ = m.fd.release();
         {
             Lock lock(*this);
             if (shm_->dead == 0) {
@@ -267,16 +481,28 @@ Registry::Registry(std::string domain, bool join, std::uint32_t mode) : domain_(
                             break;
                         }
                     }
-                    if (!joined_) throw Error(Errc::no_resources, "registry of domain " + domain_ + " is full (256 processes)");
+                    if (!joined_) {
+                        detach();
+                        throw Error(Errc::no_resources, "registry of domain " + domain_ + " is full (" +
+                                                            std::to_string(kMaxParticipants) + " processes)");
+                    }
                     purge_locked();
                 }
                 return;
             }
         }
-        ::munmap(shm_, sizeof(RegistryLayout));
-        shm_ = nullptr;
+        detach();
     }
     throw Error(Errc::internal, "registry: " + path_ + " keeps being replaced; giving up");
+}
+
+void Registry::detach() noexcept {
+    if (!shm_) return;
+    unguard(shm_);
+    ::munmap(shm_, sizeof(RegistryLayout));
+    shm_ = nullptr;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
 }
 
 std::unique_ptr<Registry> Registry::open_existing(const std::string& domain) {
@@ -286,25 +512,81 @@ std::unique_ptr<Registry> Registry::open_existing(const std::string& domain) {
 }
 
 Registry::~Registry() {
-    if (!shm_) return;
-    try {
-        Lock lock(*this);
-        if (joined_) {
-            const ProcessId self = this_process();
-            for (auto& p : shm_->participants)
-                if (p.state.load() == kLive && p.pid == self.pid && p.start_time == self.start_time) p.state.store(kFree);
+    interrupted_.store(false);
+    if (shm_ && !file_changed()) {
+        try {
+            Lock lock(*this, kLeaveTimeout);
+            if (joined_) {
+                const ProcessId self = this_process();
+                for (auto& p : shm_->participants)
+                    if (p.state.load() == kLive && p.pid == self.pid && p.start_time == self.start_time) p.state.store(kFree);
+            }
+            purge_locked();
+            bool anyone = false;
+            for (auto& p : shm_->participants) anyone = anyone || p.state.load() != kFree;
+            if (!anyone && joined_) {
+                shm_->dead = 1;
+                // Only the file we joined: a registry recreated under the same name is another's.
+                struct stat st {};
+                if (::stat(path_.c_str(), &st) == 0 && st.st_ino == ino_ && st.st_dev == dev_) ::unlink(path_.c_str());
+            }
+            bump_locked();
+        } catch (const std::exception& e) {
+            log_warn(std::string("leaving the registry: ") + e.what());
         }
-        purge_locked();
-        bool anyone = false;
-        for (auto& p : shm_->participants) anyone = anyone || p.state.load() != kFree;
-        if (!anyone && joined_) {
-            shm_->dead = 1;
-            ::unlink(path_.c_str());
-        }
-        bump_locked();
-    } catch (...) {
     }
-    ::munmap(shm_, sizeof(RegistryLayout));
+    detach();
+    for (RegistryLayout* old : retired_) {
+        unguard(old);
+        ::munmap(old, sizeof(RegistryLayout));
+    }
+}
+
+bool Registry::truncated() const noexcept {
+    if (lost_.load()) return true;
+    struct stat fst {};
+    return fd_ < 0 || ::fstat(fd_, &fst) != 0 || static_cast<std::size_t>(fst.st_size) != sizeof(RegistryLayout);
+}
+
+bool Registry::file_changed() const noexcept {
+    if (truncated()) return true;
+    struct stat pst {};
+    if (::stat(path_.c_str(), &pst) != 0) return errno == ENOENT;
+    return pst.st_ino != ino_ || pst.st_dev != dev_;
+}
+
+bool Registry::rejoin_if_needed() {
+    std::lock_guard<std::recursive_mutex> local(local_mu_);
+    if (!shm_ || !file_changed()) return false;
+    const bool was_truncated = truncated();
+    if (was_truncated) {
+        neutralise(shm_);
+        // A damaged file still in place is removed (only that file, not one recreated since).
+        struct stat pst {};
+        if (::stat(path_.c_str(), &pst) == 0 && pst.st_ino == ino_ && pst.st_dev == dev_) ::unlink(path_.c_str());
+    }
+    log_warn("registry " + path_ + " was " + (was_truncated ? "truncated" : "removed or replaced") +
+             "; rejoining the domain with " + std::to_string(local_.size()) + " endpoint(s)");
+    retired_.push_back(shm_);  // endpoint counters still point into it
+    shm_ = nullptr;
+    ::close(fd_);
+    fd_ = -1;
+    const bool join = joined_;
+    joined_ = false;
+    attach(join);
+    if (!shm_) return true;
+    Lock lock(*this);
+    for (auto& l : local_) {
+        auto added = add_locked(l.topic, false, l.role, l.id, l.node);
+        if (!added.ok) {
+            log_error("registry: cannot re-register endpoint of '" + l.topic.name + "': " + added.error);
+            l.now = EndpointCounters{};
+            continue;
+        }
+        l.now = added.counters;
+    }
+    bump_locked();
+    return true;
 }
 
 void Registry::bump_locked() noexcept {
@@ -404,6 +686,21 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
         return out;
     }
     Lock lock(*this);
+    out = add_locked(wanted, transport_explicit, role, endpoint_id, node);
+    if (out.ok) {
+        TopicRecord effective = out.topic;
+        if (effective.type.empty()) effective.type = wanted.type;
+        local_.push_back(LocalEndpoint{effective, role, endpoint_id, node, out.counters, out.counters});
+    }
+    return out;
+}
+
+Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
+                                         bool transport_explicit,
+                                         Role role,
+                                         std::uint64_t endpoint_id,
+                                         const std::string& node) {
+    AddResult out;
     auto find_index = [&] {
         for (std::uint32_t i = 0; i < kMaxTopics; ++i)
             if (shm_->topics[i].state.load() == kLive && read_str(shm_->topics[i].name, kNameLen) == wanted.name) return i;
@@ -445,7 +742,7 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
             }
         }
         if (index == kMaxTopics) {
-            out.error = "registry of domain " + domain_ + " is full (256 topics)";
+            out.error = "registry of domain " + domain_ + " is full (" + std::to_string(kMaxTopics) + " topics)";
             return out;
         }
         ShmTopic& t = shm_->topics[index];
@@ -470,12 +767,13 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
     }
     if (!slot) {
         if (shm_->topics[index].state.load() == kWriting) shm_->topics[index].state.store(kFree);
-        out.error = "registry of domain " + domain_ + " is full (1024 endpoints)";
+        out.error = "registry of domain " + domain_ + " is full (" + std::to_string(kMaxEndpoints) + " endpoints)";
         return out;
     }
     const ProcessId self = this_process();
     slot->state.store(kWriting);
     if (crash_in_lock_requested()) ::raise(SIGKILL);
+    if (stop_in_lock_requested()) ::raise(SIGSTOP);
     slot->role = static_cast<std::uint32_t>(role);
     slot->topic = index;
     slot->pid = self.pid;
@@ -494,7 +792,13 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
 }
 
 void Registry::remove_endpoint(std::uint64_t endpoint_id) {
-    Lock lock(*this);
+    {
+        std::lock_guard<std::recursive_mutex> local(local_mu_);
+        local_.erase(std::remove_if(local_.begin(), local_.end(),
+                                    [&](const LocalEndpoint& l) { return l.id == endpoint_id; }),
+                     local_.end());
+    }
+    Lock lock(*this, kLeaveTimeout);
     for (auto& e : shm_->endpoints) {
         if (e.state.load() == kLive && e.id == endpoint_id) e.state.store(kFree);
     }
@@ -512,6 +816,12 @@ std::vector<TopicRecord> Registry::topics() {
 
 std::vector<EndpointRecord> Registry::endpoints() {
     Lock lock(*this);
+    // Endpoints re-registered after a rejoin count in their first slot: carry that forward.
+    for (auto& l : local_)
+        if (l.now.messages && l.now.messages != l.first.messages) {
+            l.now.messages->store(l.first.messages->load(std::memory_order_relaxed), std::memory_order_relaxed);
+            l.now.bytes->store(l.first.bytes->load(std::memory_order_relaxed), std::memory_order_relaxed);
+        }
     std::vector<EndpointRecord> out;
     for (auto& e : shm_->endpoints) {
         if (e.state.load() != kLive || e.topic >= kMaxTopics) continue;

@@ -10,8 +10,12 @@
 
 #include <sys/types.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -107,8 +111,34 @@ public:
     // Path of the registry file of `domain`.
     static std::string path_for(const std::string& domain);
 
+    // Why the open file `fd` is not a registry of this version ("" if it is one), naming a
+    // foreign owner; fills `st` when given.
+    static std::string check_layout(int fd, const std::string& path, struct stat* st = nullptr);
+
+    // Ends lock waits of this object early (Errc::closed): for a participant shutting down.
+    void interrupt_waits() noexcept { interrupted_.store(true); }
+
+    // True if the file was truncated, removed or replaced since this process mapped it.
+    bool file_changed() const noexcept;
+    // If file_changed(): maps the domain's registry again (creating it if needed), rejoins and
+    // re-registers this process's endpoints. Returns true if it rejoined. Throws ferry::Error.
+    bool rejoin_if_needed();
+
 private:
     class Lock;
+    struct LocalEndpoint {
+        TopicRecord topic;  // as registered: what to register again after a rejoin
+        Role role;
+        std::uint64_t id;
+        std::string node;
+        EndpointCounters first;  // what the endpoint counts in
+        EndpointCounters now;    // its slot in the current registry
+    };
+    void attach(bool join);
+    void detach() noexcept;
+    bool truncated() const noexcept;
+    AddResult add_locked(const TopicRecord& wanted, bool transport_explicit, Role role, std::uint64_t endpoint_id,
+                         const std::string& node);
     void bump_locked() noexcept;
     void repair_locked() noexcept;
     std::vector<std::uint64_t> purge_locked();
@@ -116,8 +146,22 @@ private:
 
     std::string domain_;
     std::string path_;
+    std::uint32_t mode_ = 0600;
     RegistryLayout* shm_ = nullptr;
+    int fd_ = -1;
+    ino_t ino_ = 0;
+    dev_t dev_ = 0;
     bool joined_ = false;
+    std::atomic<bool> interrupted_{false};
+    std::atomic<bool> lost_{false};  // set by the SIGBUS handler: the mapping is private zeros now
+    // Guards shm_ (swapped by a rejoin), local_ and retired_ among this process's threads.
+    std::recursive_mutex local_mu_;
+    std::vector<LocalEndpoint> local_;
+    std::vector<RegistryLayout*> retired_;  // earlier mappings: endpoint counters point there
 };
+
+// Registry lock waits of this process end early (Errc::closed) once *flag is true (the CLI's
+// Ctrl-C/SIGTERM flag). nullptr clears it.
+void set_registry_interrupt(const std::atomic<bool>* flag) noexcept;
 
 }  // namespace ferry::detail

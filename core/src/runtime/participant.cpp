@@ -53,6 +53,25 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
     return removed;
 }
 
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir) {
+    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
+        if (dir.empty()) continue;
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) continue;
+        pid_t live = 0;
+        while (dirent* e = ::readdir(d)) {
+            const std::uint64_t id = transport::parse_object_name(e->d_name, domain);
+            if (id != 0 && !process_gone(transport::endpoint_pid(id))) {
+                live = transport::endpoint_pid(id);
+                break;
+            }
+        }
+        ::closedir(d);
+        if (live != 0) return live;
+    }
+    return 0;
+}
+
 std::shared_ptr<Participant> Participant::get(const std::string& domain, std::uint32_t mode) {
     static std::mutex mu;
     static std::map<std::pair<pid_t, std::string>, std::weak_ptr<Participant>> cache;
@@ -78,6 +97,7 @@ Participant::Participant(const std::string& domain, std::uint32_t mode)
 
 Participant::~Participant() {
     s_->stop.store(true);
+    s_->registry.interrupt_waits();
     s_->registry.wake_waiters();
     if (thread_.get_id() == std::this_thread::get_id()) {
         thread_.detach();  // the thread owns `s_` and ends by itself
@@ -107,8 +127,11 @@ void Participant::run(std::shared_ptr<Shared> s) {
     Registry& registry = s->registry;
     std::uint32_t seen = registry.generation() - 1;  // NOLINT: first pass always syncs
     auto next_purge = transport::Clock::now();
+    std::string last_error;  // logged once, not once per period
     while (!s->stop.load()) {
         try {
+            // The registry file removed, replaced or truncated: rejoin so new processes meet us.
+            if (registry.rejoin_if_needed()) seen = registry.generation() - 1;  // NOLINT: sync now
             const auto now = transport::Clock::now();
             const std::uint32_t gen = registry.generation();
             bool periodic = false;
@@ -123,9 +146,13 @@ void Participant::run(std::shared_ptr<Shared> s) {
                 std::lock_guard<std::mutex> lock(s->mu);
                 for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
+            if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
+            last_error.clear();
             registry.wait_for_change(seen, next_purge);
         } catch (const std::exception& e) {
-            log_error(std::string("discovery: ") + e.what());
+            if (s->stop.load()) break;
+            if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
+            last_error = e.what();
             registry.wait_for_change(registry.generation(), transport::Clock::now() + kPurgeInterval);
         }
     }

@@ -68,6 +68,9 @@ private:
 // process is gone. Returns their paths.
 std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir);
 
+// The pid of a live process owning an OS object of `domain`, or 0 if there is none.
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir);
+
 // FERRY_DOMAIN or "0"; throws if the name is not [A-Za-z0-9_-]{1,32}.
 std::string checked_domain(const std::string& domain);
 
