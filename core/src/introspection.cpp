@@ -98,6 +98,7 @@ std::vector<std::string> clean_domain(const std::string& domain) {
             std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id));
             removed.push_back("registry entry " + std::string(hex));
         }
+        for (auto& f : registry->take_removed_files()) removed.push_back(std::move(f));
     }
     auto objects = detail::remove_stale_objects(d, runtime_dir);
     removed.insert(removed.end(), objects.begin(), objects.end());

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 
 #include <ferry/error.hpp>
@@ -28,10 +30,13 @@ namespace ferry::detail {
 
 namespace {
 constexpr std::uint64_t kMagic = 0x5947455259524546ull;  // "FERRYREGY"
-constexpr std::uint32_t kVersion = 2;
-constexpr std::size_t kMaxParticipants = 256;
-constexpr std::size_t kMaxTopics = 256;
-constexpr std::size_t kMaxEndpoints = 1024;
+constexpr std::uint32_t kVersion = 3;
+// Sized for 500 processes of one domain, each with a few endpoints (about 1.2 MB of /dev/shm).
+constexpr std::size_t kMaxParticipants = 1024;
+constexpr std::size_t kMaxTopics = 1024;
+constexpr std::size_t kMaxEndpoints = 4096;
+// One process of the domain at a time checks every participant's liveness, this often.
+constexpr std::chrono::milliseconds kPurgeInterval{500};
 constexpr std::size_t kNameLen = 192;
 constexpr std::size_t kTypeLen = 192;
 constexpr std::size_t kTransportLen = 32;
@@ -49,6 +54,7 @@ struct ShmParticipant {
     std::atomic<std::uint32_t> state;
     std::int32_t pid;
     std::uint64_t start_time;
+    std::uint64_t token;  // liveness token: its .alive file is locked while the process lives
 };
 
 struct ShmTopic {
@@ -73,6 +79,7 @@ struct alignas(64) ShmEndpoint {
     std::int32_t pid;
     std::uint64_t start_time;
     std::uint64_t id;
+    std::uint64_t token;
     char node[kNodeLen];
     alignas(64) std::atomic<std::uint64_t> messages;
     std::atomic<std::uint64_t> bytes;
@@ -85,6 +92,7 @@ struct RegistryLayout {
     pthread_mutex_t mutex;
     std::atomic<std::uint32_t> generation;
     std::uint32_t dead;  // set, under the lock, by the last participant just before it unlinks
+    std::atomic<std::int64_t> next_purge_ns;  // CLOCK_MONOTONIC: when the next purge is due
     ShmParticipant participants[kMaxParticipants];
     ShmTopic topics[kMaxTopics];
     ShmEndpoint endpoints[kMaxEndpoints];
@@ -447,12 +455,128 @@ void neutralise(RegistryLayout* shm) {
 
 }  // namespace
 
+// Liveness tokens. Each joined Registry holds an exclusive flock on its own empty file
+// /dev/shm/ferry.<domain>.alive.<token>; the kernel drops the lock when the process dies, in
+// whatever pid namespace it runs. A forked child closes its copies (pthread_atfork), so a
+// parent that dies is seen dead even while its children live.
+namespace {
+
+constexpr std::size_t kTokenSlots = 64;
+std::atomic<int*> g_token_fds[kTokenSlots];
+
+void close_tokens_in_child() {
+    for (auto& slot : g_token_fds) {
+        if (int* fd = slot.load()) {
+            ::close(*fd);  // the parent's lock stays: it is on the parent's open file description
+            *fd = -1;
+        }
+    }
+}
+
+void track_token_fd(int* fd) {
+    static std::once_flag once;
+    std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, &close_tokens_in_child); });
+    for (auto& slot : g_token_fds) {
+        int* expected = nullptr;
+        if (slot.compare_exchange_strong(expected, fd)) return;
+    }
+}
+
+void untrack_token_fd(int* fd) {
+    for (auto& slot : g_token_fds) {
+        int* expected = fd;
+        if (slot.compare_exchange_strong(expected, nullptr)) return;
+    }
+}
+
+std::int64_t monotonic_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+std::string Registry::token_path(const std::string& domain, std::uint64_t token) {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(token));
+    return "/dev/shm/ferry." + domain + ".alive." + hex;
+}
+
+bool Registry::token_alive(const std::string& domain, std::uint64_t token, bool remove_dead) {
+    const std::string path = token_path(domain, token);
+    transport::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return errno != ENOENT;  // unreadable (another uid): assume alive
+    if (::flock(fd.get(), LOCK_SH | LOCK_NB) != 0) return true;  // held: its owner lives
+    if (remove_dead) ::unlink(path.c_str());
+    return false;
+}
+
+void Registry::make_token() {
+    if (token_fd_ >= 0) return;
+    std::random_device rd;
+    std::uint64_t token = 0;
+    while (token == 0) token = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    const std::string path = token_path(domain_, token);
+    const mode_t mode = static_cast<mode_t>((mode_ & 0660) | 0600);
+    // Locked before it has its name: nobody ever sees it unlocked while we live.
+    int fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+    if (fd >= 0) {
+        ::fchmod(fd, mode);
+        const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {  // no O_TMPFILE or no /proc: create, then lock (the tiny window is harmless here)
+        fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+            throw Error(transport::errc_from_errno(errno), "registry: cannot create liveness token " + path + ": " +
+                                                               std::strerror(errno));
+        ::fchmod(fd, mode);
+        ::flock(fd, LOCK_EX | LOCK_NB);
+    }
+    token_ = token;
+    token_fd_ = fd;
+    track_token_fd(&token_fd_);
+}
+
+void Registry::drop_token() noexcept {
+    untrack_token_fd(&token_fd_);
+    if (token_fd_ < 0) return;
+    ::unlink(token_path(domain_, token_).c_str());
+    ::close(token_fd_);
+    token_fd_ = -1;
+}
+
+std::vector<std::uint64_t> Registry::purge_if_due() {
+    std::int64_t due = 0;
+    {
+        std::lock_guard<std::recursive_mutex> local(local_mu_);
+        if (!shm_ || truncated()) return {};
+        const std::int64_t now = monotonic_ns();
+        const std::int64_t interval = std::chrono::nanoseconds(kPurgeInterval).count();
+        due = shm_->next_purge_ns.load();
+        // A due time far ahead comes from another clock (a time namespace): ignore it.
+        if (now < due && due - now < 10 * interval) return {};
+        if (!shm_->next_purge_ns.compare_exchange_strong(due, now + interval)) return {};
+    }
+    return purge_dead();
+}
+
 Registry::Registry(std::string domain, bool join, std::uint32_t mode)
     : domain_(std::move(domain)), path_(path_for(domain_)), mode_(mode) {
-    attach(join);
+    try {
+        attach(join);
+    } catch (...) {
+        drop_token();
+        throw;
+    }
 }
 
 void Registry::attach(bool join) {
+    if (join) make_token();
     for (int attempt = 0; attempt < 100; ++attempt) {
         bool missing = false;
         Mapped m = open_mapped(path_, missing);
@@ -476,6 +600,7 @@ void Registry::attach(bool join) {
                         if (p.state.load() == kFree) {
                             p.pid = self.pid;
                             p.start_time = self.start_time;
+                            p.token = token_;
                             p.state.store(kLive);
                             joined_ = true;
                             break;
@@ -519,7 +644,7 @@ Registry::~Registry() {
             if (joined_) {
                 const ProcessId self = this_process();
                 for (auto& p : shm_->participants)
-                    if (p.state.load() == kLive && p.pid == self.pid && p.start_time == self.start_time) p.state.store(kFree);
+                    if (p.state.load() == kLive && p.token == token_ && p.pid == self.pid) p.state.store(kFree);
             }
             purge_locked();
             bool anyone = false;
@@ -536,6 +661,7 @@ Registry::~Registry() {
         }
     }
     detach();
+    drop_token();
     for (RegistryLayout* old : retired_) {
         unguard(old);
         ::munmap(old, sizeof(RegistryLayout));
@@ -606,22 +732,26 @@ void Registry::repair_locked() noexcept {
 
 std::vector<std::uint64_t> Registry::purge_locked() {
     std::vector<std::uint64_t> removed;
-    std::map<std::pair<pid_t, std::uint64_t>, bool> alive;
-    auto is_alive = [&](pid_t pid, std::uint64_t start) {
-        auto key = std::make_pair(pid, start);
-        auto it = alive.find(key);
-        if (it == alive.end()) it = alive.emplace(key, process_is(ProcessId{pid, start})).first;
+    // By liveness token (valid across pid namespaces), one check per process.
+    std::map<std::uint64_t, bool> alive;
+    auto is_alive = [&](std::uint64_t token, pid_t pid, std::uint64_t start) {
+        if (token == token_ && token != 0) return true;
+        auto it = alive.find(token);
+        if (it == alive.end())
+            it = alive.emplace(token, token != 0 ? token_alive(domain_, token, true) : process_is(ProcessId{pid, start})).first;
+        if (!it->second && token != 0 && removed_files_.size() < kMaxParticipants)
+            removed_files_.push_back(token_path(domain_, token));
         return it->second;
     };
     bool changed = false;
     for (auto& p : shm_->participants) {
-        if (p.state.load() == kLive && !is_alive(p.pid, p.start_time)) {
+        if (p.state.load() == kLive && !is_alive(p.token, p.pid, p.start_time)) {
             p.state.store(kFree);
             changed = true;
         }
     }
     for (auto& e : shm_->endpoints) {
-        if (e.state.load() == kLive && !is_alive(e.pid, e.start_time)) {
+        if (e.state.load() == kLive && !is_alive(e.token, e.pid, e.start_time)) {
             e.state.store(kFree);
             removed.push_back(e.id);
             changed = true;
@@ -778,6 +908,7 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
     slot->topic = index;
     slot->pid = self.pid;
     slot->start_time = self.start_time;
+    slot->token = token_;
     slot->id = endpoint_id;
     copy_str(slot->node, kNodeLen, node);
     slot->messages.store(0);

@@ -100,6 +100,20 @@ public:
 
     // Drops entries of dead processes. Returns the endpoint ids removed.
     std::vector<std::uint64_t> purge_dead();
+    // purge_dead() if this process is the first of the domain to find a purge due (one
+    // process at a time purges, every 500 ms); else nothing.
+    std::vector<std::uint64_t> purge_if_due();
+
+    // Token files of dead processes that purges removed since the last call.
+    std::vector<std::string> take_removed_files() {
+        std::lock_guard<std::recursive_mutex> local(local_mu_);
+        return std::move(removed_files_);
+    }
+
+    // Liveness tokens: /dev/shm/ferry.<domain>.alive.<16 hex>, flock'ed by its live owner.
+    static std::string token_path(const std::string& domain, std::uint64_t token);
+    // False if the token's owner is gone (then, if `remove_dead`, its file is removed).
+    static bool token_alive(const std::string& domain, std::uint64_t token, bool remove_dead);
 
 
     std::uint32_t generation() const noexcept;
@@ -135,6 +149,8 @@ private:
         EndpointCounters now;    // its slot in the current registry
     };
     void attach(bool join);
+    void make_token();
+    void drop_token() noexcept;
     void detach() noexcept;
     bool truncated() const noexcept;
     AddResult add_locked(const TopicRecord& wanted, bool transport_explicit, Role role, std::uint64_t endpoint_id,
@@ -152,12 +168,15 @@ private:
     ino_t ino_ = 0;
     dev_t dev_ = 0;
     bool joined_ = false;
+    std::uint64_t token_ = 0;
+    int token_fd_ = -1;
     std::atomic<bool> interrupted_{false};
     std::atomic<bool> lost_{false};  // set by the SIGBUS handler: the mapping is private zeros now
     // Guards shm_ (swapped by a rejoin), local_ and retired_ among this process's threads.
     std::recursive_mutex local_mu_;
     std::vector<LocalEndpoint> local_;
-    std::vector<RegistryLayout*> retired_;  // earlier mappings: endpoint counters point there
+    std::vector<RegistryLayout*> retired_;
+    std::vector<std::string> removed_files_;  // earlier mappings: endpoint counters point there
 };
 
 // Registry lock waits of this process end early (Errc::closed) once *flag is true (the CLI's

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
+#include <random>
 
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
@@ -17,7 +19,11 @@ namespace ferry::detail {
 
 namespace {
 
-constexpr auto kPurgeInterval = std::chrono::milliseconds(200);
+// How often an idle discovery thread looks at the registry file (rejoin) and offers to purge
+// (one process of the domain does it per period); between, it sleeps until the registry changes.
+constexpr auto kCheckInterval = std::chrono::milliseconds(500);
+// A full re-sync of every local endpoint even without a change: a safety net, rarely.
+constexpr auto kResyncInterval = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -40,7 +46,13 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
         std::vector<std::string> names;
         while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
         ::closedir(d);
+        const std::string alive_prefix = "ferry." + domain + ".alive.";
         for (const auto& name : names) {
+            if (dir == "/dev/shm" && name.compare(0, alive_prefix.size(), alive_prefix) == 0) {
+                const std::uint64_t token = std::strtoull(name.c_str() + alive_prefix.size(), nullptr, 16);
+                if (token != 0 && !Registry::token_alive(domain, token, true)) removed.push_back(dir + "/" + name);
+                continue;
+            }
             const std::uint64_t id = transport::parse_object_name(name, domain);
             if (id == 0 || !process_gone(transport::endpoint_pid(id))) continue;
             const std::string path = dir + "/" + name;
@@ -126,34 +138,41 @@ void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints(
 void Participant::run(std::shared_ptr<Shared> s) {
     Registry& registry = s->registry;
     std::uint32_t seen = registry.generation() - 1;  // NOLINT: first pass always syncs
-    auto next_purge = transport::Clock::now();
+    // Spread the periodic checks of many processes over the period.
+    std::minstd_rand rng(static_cast<unsigned>(::getpid()));
+    auto next_check = transport::Clock::now() + std::chrono::milliseconds(rng() % 100);
+    auto next_resync = transport::Clock::now() + kResyncInterval;
     std::string last_error;  // logged once, not once per period
     while (!s->stop.load()) {
         try {
-            // The registry file removed, replaced or truncated: rejoin so new processes meet us.
-            if (registry.rejoin_if_needed()) seen = registry.generation() - 1;  // NOLINT: sync now
-            const auto now = transport::Clock::now();
-            const std::uint32_t gen = registry.generation();
-            bool periodic = false;
-            if (now >= next_purge) {
-                if (!registry.purge_dead().empty()) remove_stale_objects(registry.domain(), s->runtime_dir);
-                next_purge = now + kPurgeInterval;
-                periodic = true;
+            auto now = transport::Clock::now();
+            bool resync = false;
+            if (now >= next_check) {
+                // The registry file removed, replaced or truncated: rejoin so new processes meet us.
+                if (registry.rejoin_if_needed()) resync = true;
+                if (!registry.purge_if_due().empty()) remove_stale_objects(registry.domain(), s->runtime_dir);
+                (void)registry.take_removed_files();  // only `ferry clean` reports them
+                next_check = now + kCheckInterval;
             }
-            if (gen != seen || periodic) {
-                seen = registry.generation();
+            if (now >= next_resync) {
+                resync = true;
+                next_resync = now + kResyncInterval;
+            }
+            const std::uint32_t gen = registry.generation();
+            if (gen != seen || resync) {
+                seen = gen;
                 const auto all = registry.endpoints();
                 std::lock_guard<std::mutex> lock(s->mu);
                 for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
             if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
             last_error.clear();
-            registry.wait_for_change(seen, next_purge);
+            registry.wait_for_change(seen, std::min(next_check, next_resync));
         } catch (const std::exception& e) {
             if (s->stop.load()) break;
             if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
             last_error = e.what();
-            registry.wait_for_change(registry.generation(), transport::Clock::now() + kPurgeInterval);
+            registry.wait_for_change(registry.generation(), transport::Clock::now() + kCheckInterval);
         }
     }
 }
