@@ -92,6 +92,7 @@ std::vector<std::string> clean_domain(const std::string& domain) {
             removed.push_back(path + " (" + bad.substr(0, bad.find(": /dev/shm")) + ")");
         }
     }
+    std::vector<std::uint64_t> live;
     if (auto registry = detail::Registry::open_existing(d)) {
         for (auto id : registry->purge_dead()) {
             char hex[17];
@@ -99,8 +100,9 @@ std::vector<std::string> clean_domain(const std::string& domain) {
             removed.push_back("registry entry " + std::string(hex));
         }
         for (auto& f : registry->take_removed_files()) removed.push_back(std::move(f));
+        live = detail::endpoint_ids(*registry);
     }
-    auto objects = detail::remove_stale_objects(d, runtime_dir);
+    auto objects = detail::remove_stale_objects(d, runtime_dir, live);
     removed.insert(removed.end(), objects.begin(), objects.end());
     // The registry file itself goes when no live process takes part any more.
     {

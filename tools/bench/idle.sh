@@ -27,12 +27,14 @@ cpu_ticks() {  # sum of utime+stime of the given pids
     echo "$total"
 }
 
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 printf "%-6s %-14s %-14s %-22s\n" "N" "idle CPU (%)" "node (ms)" "connect (ms, 5 runs)"
 for n in $counts; do
     export FERRY_DOMAIN="idle$$_$n"
     pids=()
     for ((i = 0; i < n; i++)); do
-        "$bin/listener" --topic "idle.$i" --count 1 --timeout 3600 >/dev/null 2>&1 &
+        "$bin/listener" --topic "idle.$i" --count 1 --timeout 3600 >"$logs/listener.$i" 2>&1 &
         pids+=($!)
     done
     "$bin/talker" --topic connect --count 100000000 --rate 1000 >/dev/null 2>&1 &
@@ -43,6 +45,12 @@ for n in $counts; do
         [ "$have" -ge $((n + 1)) ] && break
         sleep 0.1
     done
+    dead=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || dead=$((dead + 1)); done
+    if [ "$dead" -gt 0 ]; then
+        echo "idle.sh: $dead of $n listeners ended during start-up; first error:" >&2
+        grep -h "error\|fail\|ferry" "$logs"/listener.* | grep -v "^listener: topic" | head -3 >&2
+    fi
     sleep 1  # let start-up settle (joins wake everybody once)
     before=$(cpu_ticks "${pids[@]}")
     sleep "$window"

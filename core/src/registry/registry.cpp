@@ -16,6 +16,7 @@
 #include <fstream>
 #include <algorithm>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -37,6 +38,7 @@ constexpr std::size_t kMaxTopics = 1024;
 constexpr std::size_t kMaxEndpoints = 4096;
 // One process of the domain at a time checks every participant's liveness, this often.
 constexpr std::chrono::milliseconds kPurgeInterval{500};
+constexpr std::chrono::milliseconds kPurgePerProcess{2};
 constexpr std::size_t kNameLen = 192;
 constexpr std::size_t kTypeLen = 192;
 constexpr std::size_t kTransportLen = 32;
@@ -68,6 +70,7 @@ struct ShmTopic {
     std::uint64_t block_timeout_ms;
     std::uint32_t mode;
     std::int32_t creator_pid;
+    std::atomic<std::uint32_t> changes;  // bumped when an endpoint of the topic comes or goes
 };
 
 // Cache-line aligned, counters on a line of their own: publishers in different processes bump
@@ -556,7 +559,10 @@ std::vector<std::uint64_t> Registry::purge_if_due() {
         std::lock_guard<std::recursive_mutex> local(local_mu_);
         if (!shm_ || truncated()) return {};
         const std::int64_t now = monotonic_ns();
-        const std::int64_t interval = std::chrono::nanoseconds(kPurgeInterval).count();
+        // 500 ms, longer in large domains (2 ms per process): a purge checks every process.
+        const std::int64_t interval = std::max<std::int64_t>(
+            std::chrono::nanoseconds(kPurgeInterval).count(),
+            static_cast<std::int64_t>(participant_count()) * std::chrono::nanoseconds(kPurgePerProcess).count());
         due = shm_->next_purge_ns.load();
         // A due time far ahead comes from another clock (a time namespace): ignore it.
         if (now < due && due - now < 10 * interval) return {};
@@ -591,32 +597,35 @@ void Registry::attach(bool join) {
         ino_ = m.st.st_ino;
         dev_ = m.st.st_dev;
         fd_ = m.fd.release();
+        bool full = false;
         {
             Lock lock(*this);
             if (shm_->dead == 0) {
                 if (join) {
                     const ProcessId self = this_process();
-                    for (auto& p : shm_->participants) {
-                        if (p.state.load() == kFree) {
-                            p.pid = self.pid;
-                            p.start_time = self.start_time;
-                            p.token = token_;
-                            p.state.store(kLive);
-                            joined_ = true;
-                            break;
+                    auto take_slot = [&] {
+                        for (auto& p : shm_->participants) {
+                            if (p.state.load() == kFree) {
+                                p.pid = self.pid;
+                                p.start_time = self.start_time;
+                                p.token = token_;
+                                p.state.store(kLive);
+                                return true;
+                            }
                         }
-                    }
-                    if (!joined_) {
-                        detach();
-                        throw Error(Errc::no_resources, "registry of domain " + domain_ + " is full (" +
-                                                            std::to_string(kMaxParticipants) + " processes)");
-                    }
-                    purge_locked();
+                        return false;
+                    };
+                    // Purging checks every participant: only worth it when the table is full.
+                    joined_ = take_slot() || (!purge_locked().empty(), take_slot());
+                    full = !joined_;
                 }
-                return;
+                if (!full) return;
             }
         }
         detach();
+        if (full)
+            throw Error(Errc::no_resources, "registry of domain " + domain_ + " is full (" +
+                                                std::to_string(kMaxParticipants) + " processes)");
     }
     throw Error(Errc::internal, "registry: " + path_ + " keeps being replaced; giving up");
 }
@@ -668,6 +677,28 @@ Registry::~Registry() {
     }
 }
 
+std::size_t Registry::participant_count() const noexcept {
+    if (!shm_ || lost_.load()) return 0;
+    std::size_t n = 0;
+    for (auto& p : shm_->participants) n += p.state.load(std::memory_order_relaxed) == kLive;
+    return n;
+}
+
+bool Registry::local_topics_changed() {
+    std::lock_guard<std::recursive_mutex> local(local_mu_);
+    if (!shm_ || truncated()) return true;
+    bool changed = false;
+    for (auto& l : local_) {
+        if (l.topic_index >= kMaxTopics) continue;
+        const std::uint32_t now = shm_->topics[l.topic_index].changes.load();
+        if (now != l.seen_changes) {
+            l.seen_changes = now;
+            changed = true;
+        }
+    }
+    return changed;
+}
+
 bool Registry::truncated() const noexcept {
     if (lost_.load()) return true;
     struct stat fst {};
@@ -691,6 +722,7 @@ bool Registry::rejoin_if_needed() {
         struct stat pst {};
         if (::stat(path_.c_str(), &pst) == 0 && pst.st_ino == ino_ && pst.st_dev == dev_) ::unlink(path_.c_str());
     }
+    if (!was_truncated) bump_locked();  // wakes the others still asleep on the old file: they rejoin now
     log_warn("registry " + path_ + " was " + (was_truncated ? "truncated" : "removed or replaced") +
              "; rejoining the domain with " + std::to_string(local_.size()) + " endpoint(s)");
     retired_.push_back(shm_);  // endpoint counters still point into it
@@ -710,6 +742,8 @@ bool Registry::rejoin_if_needed() {
             continue;
         }
         l.now = added.counters;
+        l.topic_index = added.topic_index;
+        l.seen_changes = shm_->topics[added.topic_index].changes.load() - 1;  // NOLINT: sync again
     }
     bump_locked();
     return true;
@@ -730,17 +764,19 @@ void Registry::repair_locked() noexcept {
     bump_locked();
 }
 
-std::vector<std::uint64_t> Registry::purge_locked() {
+std::vector<std::uint64_t> Registry::purge_locked(const std::set<std::uint64_t>* dead_tokens) {
     std::vector<std::uint64_t> removed;
     // By liveness token (valid across pid namespaces), one check per process.
     std::map<std::uint64_t, bool> alive;
     auto is_alive = [&](std::uint64_t token, pid_t pid, std::uint64_t start) {
-        if (token == token_ && token != 0) return true;
+        if (token == 0) return process_is(ProcessId{pid, start});
+        if (token == token_) return true;
+        if (dead_tokens) return dead_tokens->count(token) == 0;
         auto it = alive.find(token);
-        if (it == alive.end())
-            it = alive.emplace(token, token != 0 ? token_alive(domain_, token, true) : process_is(ProcessId{pid, start})).first;
-        if (!it->second && token != 0 && removed_files_.size() < kMaxParticipants)
-            removed_files_.push_back(token_path(domain_, token));
+        if (it == alive.end()) {
+            it = alive.emplace(token, token_alive(domain_, token, true)).first;
+            if (!it->second && removed_files_.size() < kMaxParticipants) removed_files_.push_back(token_path(domain_, token));
+        }
         return it->second;
     };
     bool changed = false;
@@ -753,6 +789,7 @@ std::vector<std::uint64_t> Registry::purge_locked() {
     for (auto& e : shm_->endpoints) {
         if (e.state.load() == kLive && !is_alive(e.token, e.pid, e.start_time)) {
             e.state.store(kFree);
+            if (e.topic < kMaxTopics) shm_->topics[e.topic].changes.fetch_add(1);
             removed.push_back(e.id);
             changed = true;
         }
@@ -776,8 +813,27 @@ bool Registry::drop_unused_topics_locked() noexcept {
 }
 
 std::vector<std::uint64_t> Registry::purge_dead() {
+    // Tokens are read under the lock and checked without it: checking 500 processes never
+    // holds the others up. A token found dead stays dead (tokens are never reused).
+    std::set<std::uint64_t> tokens;
+    {
+        Lock lock(*this);
+        for (auto& p : shm_->participants)
+            if (p.state.load() == kLive && p.token != 0 && p.token != token_) tokens.insert(p.token);
+        for (auto& e : shm_->endpoints)
+            if (e.state.load() == kLive && e.token != 0 && e.token != token_) tokens.insert(e.token);
+    }
+    std::set<std::uint64_t> dead;
+    std::vector<std::string> files;
+    for (std::uint64_t t : tokens) {
+        if (!token_alive(domain_, t, true)) {
+            dead.insert(t);
+            files.push_back(token_path(domain_, t));
+        }
+    }
     Lock lock(*this);
-    return purge_locked();
+    if (removed_files_.size() < kMaxParticipants) removed_files_.insert(removed_files_.end(), files.begin(), files.end());
+    return purge_locked(&dead);
 }
 
 namespace {
@@ -820,7 +876,8 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
     if (out.ok) {
         TopicRecord effective = out.topic;
         if (effective.type.empty()) effective.type = wanted.type;
-        local_.push_back(LocalEndpoint{effective, role, endpoint_id, node, out.counters, out.counters});
+        local_.push_back(LocalEndpoint{effective, role, endpoint_id, node, out.counters, out.counters,
+                                       out.topic_index, shm_->topics[out.topic_index].changes.load()});
     }
     return out;
 }
@@ -915,8 +972,10 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
     slot->bytes.store(0);
     shm_->topics[index].state.store(kLive);
     slot->state.store(kLive);
+    shm_->topics[index].changes.fetch_add(1);
     bump_locked();
     out.ok = true;
+    out.topic_index = index;
     out.counters.messages = &slot->messages;
     out.counters.bytes = &slot->bytes;
     return out;
@@ -931,7 +990,10 @@ void Registry::remove_endpoint(std::uint64_t endpoint_id) {
     }
     Lock lock(*this, kLeaveTimeout);
     for (auto& e : shm_->endpoints) {
-        if (e.state.load() == kLive && e.id == endpoint_id) e.state.store(kFree);
+        if (e.state.load() == kLive && e.id == endpoint_id) {
+            e.state.store(kFree);
+            if (e.topic < kMaxTopics) shm_->topics[e.topic].changes.fetch_add(1);
+        }
     }
     drop_unused_topics_locked();
     bump_locked();

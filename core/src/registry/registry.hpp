@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,7 @@ public:
         TopicRecord topic;  // what the topic is (the existing record when it already existed)
         std::string error;  // why not
         EndpointCounters counters;
+        std::uint32_t topic_index = 0;  // the topic's slot
     };
     // Adds an endpoint. If the topic exists, its type must equal `wanted.type` (unless `type`
     // is empty for an any-type subscriber) and its transport must equal wanted.qos.transport
@@ -137,6 +139,11 @@ public:
     // If file_changed(): maps the domain's registry again (creating it if needed), rejoins and
     // re-registers this process's endpoints. Returns true if it rejoined. Throws ferry::Error.
     bool rejoin_if_needed();
+    // True if an endpoint came or went on a topic this process has endpoints on, since the
+    // last call (lock-free: a change elsewhere in the domain costs a process nothing more).
+    bool local_topics_changed();
+    // Processes taking part (lock-free; a hint for how often to look).
+    std::size_t participant_count() const noexcept;
 
 private:
     class Lock;
@@ -147,6 +154,8 @@ private:
         std::string node;
         EndpointCounters first;  // what the endpoint counts in
         EndpointCounters now;    // its slot in the current registry
+        std::uint32_t topic_index;
+        std::uint32_t seen_changes;  // of its topic, when this process last looked
     };
     void attach(bool join);
     void make_token();
@@ -157,7 +166,8 @@ private:
                          const std::string& node);
     void bump_locked() noexcept;
     void repair_locked() noexcept;
-    std::vector<std::uint64_t> purge_locked();
+    // Drops entries whose token is in `dead_tokens` (nullptr: checks every token now).
+    std::vector<std::uint64_t> purge_locked(const std::set<std::uint64_t>* dead_tokens = nullptr);
     bool drop_unused_topics_locked() noexcept;  // topics without endpoints; true if any went
 
     std::string domain_;

@@ -20,10 +20,12 @@ namespace ferry::detail {
 namespace {
 
 // How often an idle discovery thread looks at the registry file (rejoin) and offers to purge
-// (one process of the domain does it per period); between, it sleeps until the registry changes.
+// (the first process to find a purge due does it); between, it sleeps until the registry
+// changes. 500 ms, longer in large domains (10 ms per process, at most 5 s): the domain as a
+// whole still offers a purge more than twice a second, and idle processes cost nothing.
 constexpr auto kCheckInterval = std::chrono::milliseconds(500);
-// A full re-sync of every local endpoint even without a change: a safety net, rarely.
-constexpr auto kResyncInterval = std::chrono::seconds(10);
+constexpr auto kCheckPerProcess = std::chrono::milliseconds(10);
+constexpr auto kMaxCheckInterval = std::chrono::seconds(5);
 
 }  // namespace
 
@@ -37,7 +39,14 @@ std::string checked_domain(const std::string& domain) {
     return domain;
 }
 
-std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir) {
+std::vector<std::uint64_t> endpoint_ids(Registry& registry) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& e : registry.endpoints()) ids.push_back(e.id);
+    return ids;
+}
+
+std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
+                                              const std::vector<std::uint64_t>& live) {
     std::vector<std::string> removed;
     for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
         if (dir.empty()) continue;
@@ -54,7 +63,9 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
                 continue;
             }
             const std::uint64_t id = transport::parse_object_name(name, domain);
-            if (id == 0 || !process_gone(transport::endpoint_pid(id))) continue;
+            if (id == 0 || std::find(live.begin(), live.end(), id) != live.end() ||
+                !process_gone(transport::endpoint_pid(id)))
+                continue;
             const std::string path = dir + "/" + name;
             if (::unlink(path.c_str()) == 0) {
                 log_info("removed " + path + " left by dead process " + std::to_string(transport::endpoint_pid(id)));
@@ -103,7 +114,7 @@ Participant::Participant(const std::string& domain, std::uint32_t mode)
     if (s_->runtime_dir.empty()) throw Error(Errc::io_error, error);
     // Whatever dead processes of this domain left behind goes now.
     s_->registry.purge_dead();
-    remove_stale_objects(s_->registry.domain(), s_->runtime_dir);
+    remove_stale_objects(s_->registry.domain(), s_->runtime_dir, endpoint_ids(s_->registry));
     thread_ = std::thread(&Participant::run, s_);
 }
 
@@ -141,33 +152,35 @@ void Participant::run(std::shared_ptr<Shared> s) {
     // Spread the periodic checks of many processes over the period.
     std::minstd_rand rng(static_cast<unsigned>(::getpid()));
     auto next_check = transport::Clock::now() + std::chrono::milliseconds(rng() % 100);
-    auto next_resync = transport::Clock::now() + kResyncInterval;
+    bool first = true;
     std::string last_error;  // logged once, not once per period
     while (!s->stop.load()) {
         try {
             auto now = transport::Clock::now();
-            bool resync = false;
+            bool resync = first;
+            first = false;
             if (now >= next_check) {
                 // The registry file removed, replaced or truncated: rejoin so new processes meet us.
                 if (registry.rejoin_if_needed()) resync = true;
-                if (!registry.purge_if_due().empty()) remove_stale_objects(registry.domain(), s->runtime_dir);
+                if (!registry.purge_if_due().empty())
+                    remove_stale_objects(registry.domain(), s->runtime_dir, endpoint_ids(registry));
                 (void)registry.take_removed_files();  // only `ferry clean` reports them
-                next_check = now + kCheckInterval;
-            }
-            if (now >= next_resync) {
-                resync = true;
-                next_resync = now + kResyncInterval;
+                const auto interval = std::clamp<transport::Clock::duration>(
+                    kCheckPerProcess * registry.participant_count(), kCheckInterval, kMaxCheckInterval);
+                next_check = now + interval;
             }
             const std::uint32_t gen = registry.generation();
-            if (gen != seen || resync) {
-                seen = gen;
+            // Only a change on a topic of ours is worth reading the table for.
+            const bool ours = gen != seen && registry.local_topics_changed();
+            seen = gen;
+            if (ours || resync) {
                 const auto all = registry.endpoints();
                 std::lock_guard<std::mutex> lock(s->mu);
                 for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
             if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
             last_error.clear();
-            registry.wait_for_change(seen, std::min(next_check, next_resync));
+            registry.wait_for_change(seen, next_check);
         } catch (const std::exception& e) {
             if (s->stop.load()) break;
             if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
