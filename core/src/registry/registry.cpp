@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include <ferry/error.hpp>
+#include <ferry/transport/naming.hpp>
 #include <ferry/transport/posix.hpp>
 
 #include "log/log.hpp"
@@ -517,11 +518,20 @@ bool Registry::token_alive(const std::string& domain, std::uint64_t token, bool 
 
 void Registry::make_token() {
     if (token_fd_ >= 0) return;
+    // Laid out like an endpoint id (pid << 24 | 24 random bits): the SDK's peer_alive() finds a
+    // peer's token from the pid in its endpoint ids, in whatever pid namespace it runs.
     std::random_device rd;
-    std::uint64_t token = 0;
-    while (token == 0) token = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    const std::string path = token_path(domain_, token);
     const mode_t mode = static_cast<mode_t>((mode_ & 0660) | 0600);
+    for (int attempt = 0; attempt < 16; ++attempt) {
+        const std::uint64_t token = transport::make_endpoint_id(::getpid(), (rd() & 0xFFFFFFu) | 1u);
+        if (try_make_token(token, mode)) return;
+    }
+    throw Error(Errc::io_error, "registry: cannot create a liveness token in /dev/shm for domain " + domain_ + ": " +
+                                    std::strerror(errno));
+}
+
+bool Registry::try_make_token(std::uint64_t token, mode_t mode) {
+    const std::string path = token_path(domain_, token);
     // Locked before it has its name: nobody ever sees it unlocked while we live.
     int fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
     if (fd >= 0) {
@@ -534,15 +544,14 @@ void Registry::make_token() {
     }
     if (fd < 0) {  // no O_TMPFILE or no /proc: create, then lock (the tiny window is harmless here)
         fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode);
-        if (fd < 0)
-            throw Error(transport::errc_from_errno(errno), "registry: cannot create liveness token " + path + ": " +
-                                                               std::strerror(errno));
+        if (fd < 0) return false;  // taken (by a dead process's leftover): another token
         ::fchmod(fd, mode);
         ::flock(fd, LOCK_EX | LOCK_NB);
     }
     token_ = token;
     token_fd_ = fd;
     track_token_fd(&token_fd_);
+    return true;
 }
 
 void Registry::drop_token() noexcept {

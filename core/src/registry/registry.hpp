@@ -159,6 +159,7 @@ private:
     };
     void attach(bool join);
     void make_token();
+    bool try_make_token(std::uint64_t token, mode_t mode);
     void drop_token() noexcept;
     void detach() noexcept;
     bool truncated() const noexcept;

@@ -48,6 +48,12 @@ std::vector<std::uint64_t> endpoint_ids(Registry& registry) {
 std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
                                               const std::vector<std::uint64_t>& live) {
     std::vector<std::string> removed;
+    // A process in another pid namespace has a pid that means nothing here: its live token says
+    // it lives. Stale means no live token for the pid and no such process here either.
+    const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
+    auto gone = [&](pid_t pid) {
+        return std::find(token_pids.begin(), token_pids.end(), pid) == token_pids.end() && process_gone(pid);
+    };
     for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
         if (dir.empty()) continue;
         DIR* d = ::opendir(dir.c_str());
@@ -63,8 +69,7 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
                 continue;
             }
             const std::uint64_t id = transport::parse_object_name(name, domain);
-            if (id == 0 || std::find(live.begin(), live.end(), id) != live.end() ||
-                !process_gone(transport::endpoint_pid(id)))
+            if (id == 0 || std::find(live.begin(), live.end(), id) != live.end() || !gone(transport::endpoint_pid(id)))
                 continue;
             const std::string path = dir + "/" + name;
             if (::unlink(path.c_str()) == 0) {
@@ -77,6 +82,8 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
 }
 
 pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir) {
+    const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
+    if (!token_pids.empty()) return token_pids.front();  // a live process of the domain, any namespace
     for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
         if (dir.empty()) continue;
         DIR* d = ::opendir(dir.c_str());
