@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -26,6 +27,12 @@ namespace {
 constexpr auto kCheckInterval = std::chrono::milliseconds(500);
 constexpr auto kCheckPerProcess = std::chrono::milliseconds(10);
 constexpr auto kMaxCheckInterval = std::chrono::seconds(5);
+// And a full re-sync every second, 40 ms per process in large domains (at most 30 s): a safety
+// net for a transport that failed to reach a peer, cheap while the domain is small.
+constexpr auto kResyncInterval = std::chrono::seconds(1);
+constexpr auto kResyncPerProcess = std::chrono::milliseconds(40);
+constexpr auto kMaxResyncInterval = std::chrono::seconds(30);
+constexpr std::chrono::milliseconds kFollowUp[2] = {std::chrono::milliseconds(200), std::chrono::milliseconds(1000)};
 
 }  // namespace
 
@@ -160,6 +167,8 @@ void Participant::run(std::shared_ptr<Shared> s) {
     std::minstd_rand rng(static_cast<unsigned>(::getpid()));
     auto next_check = transport::Clock::now() + std::chrono::milliseconds(rng() % 100);
     bool first = true;
+    auto next_resync = transport::Clock::now() + kResyncInterval;
+    std::array<transport::Clock::time_point, 2> followups{};
     std::string last_error;  // logged once, not once per period
     while (!s->stop.load()) {
         try {
@@ -172,14 +181,28 @@ void Participant::run(std::shared_ptr<Shared> s) {
                 if (!registry.purge_if_due().empty())
                     remove_stale_objects(registry.domain(), s->runtime_dir, endpoint_ids(registry));
                 (void)registry.take_removed_files();  // only `ferry clean` reports them
-                const auto interval = std::clamp<transport::Clock::duration>(
-                    kCheckPerProcess * registry.participant_count(), kCheckInterval, kMaxCheckInterval);
-                next_check = now + interval;
+                const std::size_t n = registry.participant_count();
+                next_check = now + std::clamp<transport::Clock::duration>(kCheckPerProcess * n, kCheckInterval,
+                                                                          kMaxCheckInterval);
+                if (now >= next_resync) {
+                    resync = true;
+                    next_resync = now + std::clamp<transport::Clock::duration>(kResyncPerProcess * n, kResyncInterval,
+                                                                               kMaxResyncInterval);
+                }
             }
             const std::uint32_t gen = registry.generation();
             // Only a change on a topic of ours is worth reading the table for.
             const bool ours = gen != seen && registry.local_topics_changed();
             seen = gen;
+            if (ours || resync) {
+                // Two follow-ups, for a transport that could not reach a new peer at once (its
+                // object not ready yet): what the 200 ms periodic sync used to retry, now only
+                // after a change, so that idle processes still cost nothing.
+                followups = {now + kFollowUp[0], now + kFollowUp[1]};
+            } else if (followups[0] != transport::Clock::time_point{} && now >= followups[0]) {
+                followups = {followups[1], transport::Clock::time_point{}};
+                resync = true;
+            }
             if (ours || resync) {
                 const auto all = registry.endpoints();
                 std::lock_guard<std::mutex> lock(s->mu);
@@ -187,7 +210,9 @@ void Participant::run(std::shared_ptr<Shared> s) {
             }
             if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
             last_error.clear();
-            registry.wait_for_change(seen, next_check);
+            registry.wait_for_change(seen, followups[0] != transport::Clock::time_point{}
+                                               ? std::min(next_check, followups[0])
+                                               : next_check);
         } catch (const std::exception& e) {
             if (s->stop.load()) break;
             if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
