@@ -49,6 +49,8 @@ constexpr std::size_t kNodeLen = 64;
 constexpr std::chrono::milliseconds kLockTimeout{2000};
 // Leaving (endpoint or process): entries left behind are purged once this process is gone.
 constexpr std::chrono::milliseconds kLeaveTimeout{500};
+// How much longer than its timeout a lock may take while it makes progress (others acquire it).
+constexpr int kLockCrowdFactor = 15;
 
 enum State : std::uint32_t { kFree = 0, kWriting = 1, kLive = 2 };
 }  // namespace
@@ -97,6 +99,7 @@ struct RegistryLayout {
     std::atomic<std::uint32_t> generation;
     std::uint32_t dead;  // set, under the lock, by the last participant just before it unlinks
     std::atomic<std::int64_t> next_purge_ns;  // CLOCK_MONOTONIC: when the next purge is due
+    std::atomic<std::uint64_t> acquisitions;  // of the mutex: progress, for waiters' deadlines
     ShmParticipant participants[kMaxParticipants];
     ShmTopic topics[kMaxTopics];
     ShmEndpoint endpoints[kMaxEndpoints];
@@ -206,10 +209,15 @@ void set_registry_interrupt(const std::atomic<bool>* flag) noexcept { g_interrup
 class Registry::Lock {
 public:
     explicit Lock(Registry& r, std::chrono::milliseconds timeout = kLockTimeout) : r_(r), local_(r.local_mu_) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        // The deadline runs while the lock makes no progress (the same holder keeps it): a crowd
+        // of waiters in a start-up storm only waits its turn, up to kLockCrowdFactor times longer.
+        const auto start = std::chrono::steady_clock::now();
+        auto deadline = start + timeout;
+        const auto hard_deadline = start + timeout * kLockCrowdFactor;
         // A truncated file is never touched: rejoin first (the one cheap fstat per lock).
         if (r_.shm_ && r_.truncated()) r_.rejoin_if_needed();
         if (!r_.shm_) throw Error(Errc::closed, "registry of domain " + r_.domain_ + " is gone");
+        std::uint64_t seen_acquisitions = r_.shm_->acquisitions.load(std::memory_order_relaxed);
         for (;;) {
             const auto now = std::chrono::steady_clock::now();
             const auto slice_end = std::min(deadline, now + std::chrono::milliseconds(50));
@@ -220,11 +228,15 @@ public:
             ts.tv_sec += static_cast<time_t>(ns / 1000000000);
             ts.tv_nsec = static_cast<long>(ns % 1000000000);
             const int rc = ::pthread_mutex_clocklock(&r_.shm_->mutex, CLOCK_MONOTONIC, &ts);
-            if (rc == 0) break;
+            if (rc == 0) {
+                r_.shm_->acquisitions.fetch_add(1, std::memory_order_relaxed);
+                break;
+            }
             if (rc == EOWNERDEAD) {
                 log_warn("registry of domain " + r_.domain_ + ": a process died holding the lock; repairing");
                 r_.repair_locked();
                 ::pthread_mutex_consistent(&r_.shm_->mutex);
+                r_.shm_->acquisitions.fetch_add(1, std::memory_order_relaxed);
                 break;
             }
             if (rc != ETIMEDOUT)
@@ -234,10 +246,21 @@ public:
             if (r_.interrupted_.load() || (interrupt && interrupt->load()))
                 throw Error(Errc::closed, "interrupted while waiting for the registry lock of domain " + r_.domain_ +
                                               " (held by " + describe_holder(holder) + ")");
-            if (std::chrono::steady_clock::now() >= deadline)
+            const auto after = std::chrono::steady_clock::now();
+            const std::uint64_t acquisitions = r_.shm_->acquisitions.load(std::memory_order_relaxed);
+            if (acquisitions != seen_acquisitions && after < hard_deadline) {
+                seen_acquisitions = acquisitions;  // others got it meanwhile: a crowd, not a stuck holder
+                deadline = std::min(hard_deadline, after + timeout);
+                continue;
+            }
+            if (after >= deadline) {
+                if (acquisitions != seen_acquisitions || after >= hard_deadline)
+                    throw Error(Errc::timeout, "registry lock of domain " + r_.domain_ + " too contended: not acquired in " +
+                                                   std::to_string((timeout * kLockCrowdFactor).count()) + " ms");
                 throw Error(Errc::timeout, "registry lock of domain " + r_.domain_ + " held by " + describe_holder(holder) +
                                                " for more than " + std::to_string(timeout.count()) +
                                                " ms; resume it (kill -CONT) or end it");
+            }
         }
     }
     ~Lock() { ::pthread_mutex_unlock(&r_.shm_->mutex); }
