@@ -39,7 +39,7 @@ constexpr std::size_t kMaxTopics = 1024;
 constexpr std::size_t kMaxEndpoints = 4096;
 // One process of the domain at a time checks every participant's liveness, this often.
 constexpr std::chrono::milliseconds kPurgeInterval{500};
-constexpr std::chrono::milliseconds kPurgePerProcess{2};
+constexpr std::chrono::milliseconds kPurgePerProcess{4};
 constexpr std::size_t kNameLen = 192;
 constexpr std::size_t kTypeLen = 192;
 constexpr std::size_t kTransportLen = 32;
@@ -591,7 +591,7 @@ std::vector<std::uint64_t> Registry::purge_if_due() {
         std::lock_guard<std::recursive_mutex> local(local_mu_);
         if (!shm_ || truncated()) return {};
         const std::int64_t now = monotonic_ns();
-        // 500 ms, longer in large domains (2 ms per process): a purge checks every process.
+        // 500 ms, longer in large domains (4 ms per process): a purge checks every process.
         const std::int64_t interval = std::max<std::int64_t>(
             std::chrono::nanoseconds(kPurgeInterval).count(),
             static_cast<std::int64_t>(participant_count()) * std::chrono::nanoseconds(kPurgePerProcess).count());

@@ -27,11 +27,11 @@ namespace {
 constexpr auto kCheckInterval = std::chrono::milliseconds(500);
 constexpr auto kCheckPerProcess = std::chrono::milliseconds(10);
 constexpr auto kMaxCheckInterval = std::chrono::seconds(5);
-// And a full re-sync every second, 40 ms per process in large domains (at most 30 s): a safety
+// And a full re-sync every second, 200 ms per process in large domains (at most 120 s): a safety
 // net for a transport that failed to reach a peer, cheap while the domain is small.
 constexpr auto kResyncInterval = std::chrono::seconds(1);
-constexpr auto kResyncPerProcess = std::chrono::milliseconds(40);
-constexpr auto kMaxResyncInterval = std::chrono::seconds(30);
+constexpr auto kResyncPerProcess = std::chrono::milliseconds(200);
+constexpr auto kMaxResyncInterval = std::chrono::seconds(120);
 constexpr std::chrono::milliseconds kFollowUp[2] = {std::chrono::milliseconds(200), std::chrono::milliseconds(1000)};
 
 }  // namespace
