@@ -41,6 +41,7 @@ std::vector<TopicInfo> list_topics(const std::string& domain) {
             ep.pid = e.pid;
             ep.messages = e.messages;
             ep.bytes = e.bytes;
+            ep.undelivered = e.undelivered;
             t.endpoints.push_back(std::move(ep));
         }
     }
@@ -62,6 +63,7 @@ std::vector<PluginInfo> list_plugins() {
             const auto caps = loaded->get().capabilities();
             info.zero_copy = caps.zero_copy;
             info.max_message_size = caps.max_message_size;
+            info.max_readers = caps.max_readers;
             info.summary = caps.summary ? caps.summary : "";
         } catch (const std::exception& e) {
             info.error = e.what();

@@ -41,6 +41,7 @@ public:
         s.qos = resolved.qos;
         s.transport_explicit = resolved.transport_explicit;
         s.where = resolved.where;
+        s.depth_explicit = resolved.depth_explicit;
         return s;
     }
 };

@@ -1,6 +1,9 @@
 #include <mqueue.h>
+#include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 
@@ -13,22 +16,26 @@ namespace {
 // A header-only unit interrupt() puts into the reader's own queue to end a blocked receive.
 constexpr std::uint32_t kWakeMagic = 0x454B4157u;  // "WAKE"
 
-// mq_timedreceive wants an absolute CLOCK_REALTIME time.
-struct timespec realtime_deadline(Clock::time_point deadline) noexcept {
-    auto rel = deadline - Clock::now();
+// Waits until the queue has a unit, `deadline` passes or a signal arrives. The timeout handed to
+// ppoll is relative and the kernel measures it on the monotonic clock, so a wall-clock step
+// neither stretches nor cuts a wait (mq_timedreceive would take an absolute CLOCK_REALTIME time).
+// Returns whether it slept: a queued unit makes ppoll return within a system call's time, a
+// wake-up from sleep takes several microseconds.
+bool wait_readable(int fd, Clock::time_point deadline) noexcept {
+    const auto start = Clock::now();
+    auto rel = deadline - start;
     if (rel < Clock::duration::zero()) rel = Clock::duration::zero();
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::min<Clock::duration>(rel, std::chrono::hours(24 * 365)))
                         .count();
     struct timespec ts {};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += static_cast<time_t>(ns / 1000000000);
-    ts.tv_nsec += static_cast<long>(ns % 1000000000);
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_nsec -= 1000000000;
-        ++ts.tv_sec;
-    }
-    return ts;
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    struct pollfd p {};
+    p.fd = fd;
+    p.events = POLLIN;
+    ::ppoll(&p, 1, &ts, nullptr);
+    return Clock::now() - start > std::chrono::microseconds(5);
 }
 
 }  // namespace
@@ -54,11 +61,14 @@ void MqReader::wake() noexcept {
 Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point deadline) noexcept {
     pin = 0;
     const bool try_only = expired(deadline);
-    // With a dead writer's partial pending, look at the queue without waiting first: if it is
-    // empty that partial can never complete (idle() drops it).
-    bool no_wait = try_only || reassembler().has_gone_partials();
+    // Units are only ever received with a deadline in the past (1970): the call never blocks,
+    // whatever the wall clock says.
     const struct timespec zero {};
-    struct timespec until = try_only ? zero : realtime_deadline(deadline);
+    // A reader that keeps up finds the queue empty at each take: wait first and receive once,
+    // rather than fail a receive, wait, and receive. Not with a dead writer's partial pending:
+    // if the queue is empty that partial can never complete, and idle() must drop it at once.
+    bool found_empty = expect_empty_ && !try_only && !reassembler().has_gone_partials() &&
+                       wait_readable(queue_.get(), deadline);
     while (true) {
         if (interrupted()) return Status(Errc::closed, "interrupted");
         if (!unit_.data) {
@@ -69,7 +79,7 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
             }
         }
         const ssize_t n = ::mq_timedreceive(static_cast<mqd_t>(queue_.get()), reinterpret_cast<char*>(unit_.data.get()),
-                                            unit_.capacity, nullptr, no_wait ? &zero : &until);
+                                            unit_.capacity, nullptr, &zero);
         if (n >= 0) {
             const auto len = static_cast<std::size_t>(n);
             std::uint32_t magic = 0;
@@ -82,6 +92,7 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
                     // A single-unit message is a view into unit_: hand the buffer out with it.
                     if (!out.buffer.data) out.buffer = std::move(unit_);
                     unit_ = ByteBuffer{};
+                    expect_empty_ = found_empty;
                     return Status::ok();
                 }
             } catch (...) {
@@ -94,12 +105,14 @@ Status MqReader::receive(Message& out, std::uint64_t& pin, Clock::time_point dea
         if (err == EINTR) continue;
         if (err == ETIMEDOUT || err == EAGAIN) {
             idle();
+            found_empty = true;
+            expect_empty_ = true;
             if (try_only) return Status(Errc::would_block, "no message");
-            if (no_wait) {
-                no_wait = false;
-                continue;
-            }
-            return Status(Errc::timeout, "timed out");
+            // Looked at the queue before waiting: with a dead writer's partial pending and the
+            // queue empty, idle() has dropped that partial.
+            if (expired(deadline)) return Status(Errc::timeout, "timed out");
+            wait_readable(queue_.get(), deadline);
+            continue;
         }
         return os_error(errc_from_errno(err), "mq: cannot receive from queue " + name_, err);
     }

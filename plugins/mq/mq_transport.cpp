@@ -66,6 +66,16 @@ std::size_t unit_size_for(const TopicParams& params, const MqLimits& limits) noe
     return static_cast<std::size_t>(std::min<std::uint64_t>(whole, std::max<std::uint64_t>(limits.msgsize_max, 128)));
 }
 
+std::uint32_t depth_for(const TopicParams& params, const MqLimits& limits) noexcept {
+    if (params.depth_explicit) return params.depth;
+    std::uint64_t allowed = limits.privileged ? kHardMsgMax : limits.msg_max;
+    if (limits.rlimit_bytes != 0) {
+        const std::uint64_t unit = unit_size_for(params, limits);
+        allowed = std::min(allowed, limits.rlimit_bytes / (std::min(unit, kMinUnit) + kKernelPerMessage));
+    }
+    return static_cast<std::uint32_t>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(params.depth, allowed)));
+}
+
 Status check_limits(const TopicParams& params, const MqLimits& limits) {
     const std::uint64_t depth = params.depth;
     if (limits.privileged && depth > kHardMsgMax) {
@@ -79,8 +89,9 @@ Status check_limits(const TopicParams& params, const MqLimits& limits) {
                       "mq: depth " + str(depth) + " exceeds fs.mqueue.msg_max = " + str(limits.msg_max) +
                           " (the most messages a POSIX queue may hold); raise it with `sysctl -w fs.mqueue.msg_max=" +
                           str(std::max<std::uint64_t>(depth, limits.msg_max)) +
-                          "` (persist it in /etc/sysctl.d/), or lower the topic's depth; processes with "
-                          "CAP_SYS_RESOURCE (root) are not bound by it, up to " + str(kHardMsgMax));
+                          "` (persist it in /etc/sysctl.d/), or lower the topic's depth; this process lacks "
+                          "CAP_SYS_RESOURCE, which would lift the limit up to " + str(kHardMsgMax) +
+                          " (root in a container usually lacks it too)");
     }
     const std::uint64_t unit = unit_size_for(params, limits);
     if (limits.msgsize_max > kHardMsgSizeMax) {
@@ -118,7 +129,10 @@ Status MqTransport::validate(const TopicParams& params) const noexcept {
                                                       " exceeds the 4 GiB the unit header can describe");
         }
         if (params.depth == 0) return Status(Errc::invalid_argument, "mq: depth must be at least 1");
-        return check_limits(params, MqLimits::read());
+        const MqLimits limits = MqLimits::read();
+        TopicParams p = params;
+        p.depth = depth_for(params, limits);
+        return check_limits(p, limits);
     } catch (...) {
         return Status(Errc::internal, "mq: cannot read the message-queue limits");
     }
@@ -139,8 +153,18 @@ Status MqTransport::create_reader(const TopicParams& params, std::unique_ptr<Rea
         if (Status st = validate(params); !st) return st;
         const MqLimits limits = MqLimits::read();
         const std::string name = queue_name(params, params.endpoint_id);
+        TopicParams actual_params = params;
+        actual_params.depth = depth_for(params, limits);
+        if (actual_params.depth != params.depth) {
+            log(host_, LogLevel::info,
+                "mq: topic '" + params.topic + "': depth " + str(params.depth) +
+                    ", not set in the config, exceeds what this system allows (fs.mqueue.msg_max = " + str(limits.msg_max) +
+                    ", RLIMIT_MSGQUEUE = " + str(limits.rlimit_bytes) + " bytes" +
+                    (limits.privileged ? "" : ", no CAP_SYS_RESOURCE") + "); queue " + name + " holds " +
+                    str(actual_params.depth) + " messages (set depth in the config to require more)");
+        }
         struct mq_attr attr {};
-        attr.mq_maxmsg = static_cast<long>(params.depth);
+        attr.mq_maxmsg = static_cast<long>(actual_params.depth);
         attr.mq_msgsize = static_cast<long>(unit_size_for(params, limits));
         const int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
         mqd_t q = ::mq_open(name.c_str(), flags, static_cast<mode_t>(params.mode), &attr);
@@ -164,7 +188,7 @@ Status MqTransport::create_reader(const TopicParams& params, std::unique_ptr<Rea
             const int err = errno;
             std::string why;
             if (err == EINVAL) {
-                why = " (depth " + str(params.depth) + ", unit " + str(attr.mq_msgsize) +
+                why = " (depth " + str(actual_params.depth) + ", unit " + str(attr.mq_msgsize) +
                       " bytes; limits fs.mqueue.msg_max = " + str(limits.msg_max) +
                       ", fs.mqueue.msgsize_max = " + str(limits.msgsize_max) + ")";
             } else if (err == EMFILE) {
@@ -185,7 +209,9 @@ Status MqTransport::create_reader(const TopicParams& params, std::unique_ptr<Rea
         }
         struct mq_attr actual {};
         ::mq_getattr(q, &actual);
-        out = std::make_unique<MqReader>(host_, params, name, std::move(queue), static_cast<std::size_t>(actual.mq_msgsize));
+        if (actual.mq_maxmsg > 0) actual_params.depth = static_cast<std::uint32_t>(actual.mq_maxmsg);
+        out = std::make_unique<MqReader>(host_, actual_params, name, std::move(queue),
+                                         static_cast<std::size_t>(actual.mq_msgsize));
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources, "mq: cannot create reader: out of memory");

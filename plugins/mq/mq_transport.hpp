@@ -1,6 +1,7 @@
 // The POSIX message-queue transport. Each reader owns one queue,
 //   /ferry.<domain>.<reader id>.mq
-// created with mq_maxmsg = depth and mq_msgsize = the unit size (fs.mqueue.msgsize_max, or
+// created with mq_maxmsg = depth (when the config did not set it, at most what the system allows)
+// and mq_msgsize = the unit size (fs.mqueue.msgsize_max, or
 // less for small topics); every writer of the topic opens it write-only. Messages larger
 // than a unit travel as several units (fragment.hpp).
 #pragma once
@@ -29,6 +30,8 @@ struct MqLimits {
 
 // Largest unit for a topic: the whole message when it fits, else msgsize_max.
 std::size_t unit_size_for(const TopicParams& params, const MqLimits& limits) noexcept;
+// The queue depth for `params`: its depth when explicit, else at most what `limits` allow.
+std::uint32_t depth_for(const TopicParams& params, const MqLimits& limits) noexcept;
 // Checks depth and unit size against `limits`; the message names the limit and how to raise it.
 Status check_limits(const TopicParams& params, const MqLimits& limits);
 std::string queue_name(const TopicParams& params, std::uint64_t endpoint_id);
@@ -78,6 +81,7 @@ private:
     UniqueFd queue_;
     std::size_t unit_size_;
     ByteBuffer unit_;  // receive buffer; handed out with a single-unit message
+    bool expect_empty_ = false;  // the last take found the queue empty: start by waiting
 };
 
 }  // namespace ferry::mq

@@ -36,6 +36,12 @@ std::size_t discard_oldest(int fd, std::uint32_t units) noexcept {
     return removed;
 }
 
+std::size_t free_units(int fd) noexcept {
+    struct mq_attr attr {};
+    if (::mq_getattr(static_cast<mqd_t>(fd), &attr) != 0 || attr.mq_curmsgs >= attr.mq_maxmsg) return 0;
+    return static_cast<std::size_t>(attr.mq_maxmsg - attr.mq_curmsgs);
+}
+
 bool queue_exists(const char* name) noexcept {
     const mqd_t q = ::mq_open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (q == static_cast<mqd_t>(-1)) return errno != ENOENT;
@@ -47,6 +53,7 @@ bool queue_exists(const char* name) noexcept {
 
 ReceiverHooks MqWriter::hooks() const noexcept {
     ReceiverHooks h;
+    h.free_units = &free_units;
     if (params_.overflow == Overflow::drop_oldest) h.make_room = &discard_oldest;
     h.still_there = &queue_exists;
     return h;

@@ -39,7 +39,8 @@ PipeReader::PipeReader(const Host& host, const TopicParams& params)
     : host_(&host),
       params_(params),
       prefix_("ferry." + params.domain + "."),
-      suffix_("." + fifo_suffix(params.endpoint_id)) {}
+      suffix_("." + fifo_suffix(params.endpoint_id)),
+      budget_(transport::reader_budget(params)) {}
 
 Status PipeReader::create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out) {
     std::unique_ptr<PipeReader> r(new PipeReader(host, params));
@@ -254,8 +255,10 @@ bool PipeReader::try_parse_any(SampleBuffer& out) {
                 continue;
             }
             std::string why;
+            const std::size_t before = conn.in.avail();
             switch (transport::parse_frame(conn.in, pool_, kFrameMagic, params_.max_message_size, out, why, lost_)) {
                 case transport::FrameParse::frame:
+                    held_ -= before - conn.in.avail();
                     rr_ = i + 1;
                     // More bytes already behind this frame: the writer is ahead of us, so the
                     // next take tries a plain read of this FIFO before epoll_wait.
@@ -281,12 +284,18 @@ bool PipeReader::try_parse_any(SampleBuffer& out) {
 
 PipeReader::Read PipeReader::read_conn(Conn& conn) {
     transport::RecvStream& in = conn.in;
+    if (held_ >= budget_) shed_over_budget();
+    if (conn.eof) return Read::again;  // shed just now
+    // Never more than the budget has room for: what all FIFOs hold unparsed stays bounded.
+    const std::size_t room = budget_ > held_ ? budget_ - held_ : 0;
+    if (room == 0) return Read::data;  // only whole frames are held: taking them makes room
     in.prepare_space(pool_);
     if (in.fill == in.chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
     for (;;) {
-        const ssize_t n = ::read(conn.fd.get(), in.chunk->mem.get() + in.fill, in.chunk->cap - in.fill);
+        const ssize_t n = ::read(conn.fd.get(), in.chunk->mem.get() + in.fill, std::min(in.chunk->cap - in.fill, room));
         if (n > 0) {
             in.fill += static_cast<std::size_t>(n);
+            held_ += static_cast<std::size_t>(n);
             return Read::data;
         }
         if (n == 0) return Read::eof;  // no writer left: the writer closed it or died
@@ -305,6 +314,11 @@ void PipeReader::open_and_queue(const std::string& name) {
     Incoming in;
     in.writer_id = transport::parse_object_name(name, params_.domain);
     if (in.writer_id == 0) return;
+    {
+        // Not one descriptor more than the receiving thread may adopt.
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        if (incoming_.size() >= kMaxConnections) return;
+    }
     in.path = params_.runtime_dir + "/" + name;
     in.fd.reset(::open(in.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!in.fd.valid()) return;  // gone again (a writer that dropped us), or not ours to open
@@ -334,10 +348,13 @@ void PipeReader::scan_directory() {
 // writer puts in it survives the writer (a FIFO nobody holds open forgets its contents) ----
 
 std::shared_ptr<DirWatcher> DirWatcher::get(const std::string& dir, std::string& error) {
+    // Static objects, destroyed with the module: the core unloads the plugin (dlclose) at exit,
+    // and memory that only an unloaded module pointed to is leaked (LeakSanitizer said so for
+    // the never-freed map this was). Destroying the map is safe: it only holds weak references.
     static std::mutex registry_mu;
-    static auto* registry = new std::unordered_map<std::string, std::weak_ptr<DirWatcher>>();  // never destroyed
+    static std::unordered_map<std::string, std::weak_ptr<DirWatcher>> registry;
     std::lock_guard<std::mutex> lock(registry_mu);
-    auto& slot = (*registry)[dir];
+    auto& slot = registry[dir];
     if (auto existing = slot.lock(); existing && existing->pid_ == ::getpid()) return existing;
     std::shared_ptr<DirWatcher> w(new DirWatcher());
     w->pid_ = ::getpid();
@@ -482,6 +499,31 @@ void PipeReader::forget_stale(bool all) {
     }
 }
 
+// Over budget: the FIFO holding the most unparsed bytes of an incomplete frame (the oldest of
+// equals) is treated as ended: its bytes are dropped and counted as one lost message.
+void PipeReader::shed_over_budget() {
+    while (held_ >= budget_) {
+        Conn* victim = nullptr;
+        for (auto& c : conns_) {
+            Conn& conn = *c;
+            const std::size_t avail = conn.in.avail();
+            if (conn.eof || avail == 0 || (avail >= kHeaderSize && avail >= conn.in.need)) continue;
+            if (victim == nullptr || avail > victim->in.avail()) victim = &conn;
+        }
+        if (victim == nullptr) return;
+        held_ -= victim->in.avail();
+        victim->in.pos = victim->in.fill;
+        lost_.fetch_add(1, std::memory_order_relaxed);
+        mark_eof(*victim);  // closed by try_parse_any; its writer sees EPIPE and starts anew
+        std::uint64_t count = 0;
+        if (budget_log_.due(count)) {
+            transport::log(*host_, transport::LogLevel::warn,
+                           "pipe: reader of " + params_.topic + " over its buffer budget of " + std::to_string(budget_) +
+                               " bytes: dropped " + std::to_string(count) + " FIFO(s) holding the largest incomplete frame");
+        }
+    }
+}
+
 // End of file: the writer closed the FIFO or died. The frames already read are still
 // delivered; try_parse_any closes it when no whole frame is left.
 void PipeReader::mark_eof(Conn& conn) {
@@ -498,6 +540,7 @@ void PipeReader::close_conn(Conn* conn, bool torn, bool garbage) {
     // Explicitly: a forked child may share the descriptor, and then close() would not
     // remove it from the epoll set.
     if (conn->registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn->fd.get(), nullptr);
+    held_ -= conn->in.avail();
     conn->in.detach(pool_);
     const pid_t pid = transport::endpoint_pid(conn->writer_id);
     if (same_file(conn->path, conn->dev, conn->ino)) {

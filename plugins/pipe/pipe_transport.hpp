@@ -71,9 +71,10 @@ private:
         std::size_t capacity = 0;  // of the pipe, in bytes
     };
 
-    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
+    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error, Errc& refusal) override;
     ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
     bool refuse(const Channel& ch, std::size_t total) noexcept override;
+    std::size_t undrained(const Channel& ch) noexcept override;
     bool peer_alive(const Channel& ch) noexcept override;
     void forget_locked(Channel& ch) noexcept override;
 };
@@ -136,6 +137,7 @@ private:
     void mark_eof(Conn& conn);
     void update_interest();
     void forget_stale(bool all);
+    void shed_over_budget();
     void drain_loop();
 
     const Host* host_;
@@ -158,6 +160,9 @@ private:
 
     // Receive state: used by the thread in take() (direct mode) or by the drain thread.
     std::vector<std::unique_ptr<Conn>> conns_;
+    std::size_t budget_ = 0;  // bytes all FIFOs together may hold unparsed
+    std::size_t held_ = 0;    // bytes they hold now
+    transport::LogThrottle budget_log_;
     std::vector<Conn*> ready_;
     std::vector<Stale> stale_;  // FIFOs seen at EOF whose creator may still be dying
     std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()

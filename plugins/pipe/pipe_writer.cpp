@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
 #include <ferry/transport/naming.hpp>
 
@@ -15,17 +17,19 @@ namespace ferry::pipe {
 
 namespace {
 
-// drop_oldest: how long a writer waits for a reader's drain thread before skipping it (it is
-// then skipped at once, "stalled", until its FIFO has room again).
+// drop_oldest and fail: how long the rest of a frame bigger than the FIFO's free room is
+// waited for before the FIFO is closed.
 constexpr auto kDrainGrace = std::chrono::milliseconds(50);
 
 const transport::FramedWriterOptions kOptions{
-    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write", kDrainGrace, true};
+    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write", kDrainGrace};
 
 }  // namespace
 
 PipeWriter::PipeWriter(const Host& host, const TopicParams& params) : FramedWriter(host, params, kOptions) {}
 
+// What is still in the FIFOs was waited for by flush() (the core calls it before it drops the
+// writer, for up to linger_ms): see undrained().
 PipeWriter::~PipeWriter() { forget_all(); }
 
 ssize_t PipeWriter::put(Channel& ch, const std::byte* data, std::size_t size) noexcept {
@@ -57,13 +61,20 @@ bool PipeWriter::refuse(const Channel& ch, std::size_t total) noexcept {
     if (total <= PIPE_BUF) return false;
     const Conn& conn = static_cast<const Conn&>(ch);
     int queued = 0;
-    if (::ioctl(conn.fd.get(), FIONREAD, &queued) != 0) return false;
+    if (::ioctl(conn.fd.get(), FIONREAD, &queued) != 0 || queued == 0) return false;  // empty: it goes in as it is read
     const std::size_t pages_used = (static_cast<std::size_t>(queued) + 4095) / 4096 + 1;
     const std::size_t pages_free = conn.capacity / 4096 > pages_used ? conn.capacity / 4096 - pages_used : 0;
     return pages_free * 4096 < total;
 }
 
-std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error) {
+// What the reader has not read yet: lost if the FIFO goes before the reader opened it.
+std::size_t PipeWriter::undrained(const Channel& ch) noexcept {
+    int queued = 0;
+    if (::ioctl(ch.fd.get(), FIONREAD, &queued) != 0 || queued < 0) return 0;
+    return static_cast<std::size_t>(queued);
+}
+
+std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error, Errc& /*refusal*/) {
     const pid_t pid = reader.pid > 0 ? reader.pid : transport::endpoint_pid(reader.endpoint_id);
     const std::string path = fifo_path(params_, params_.endpoint_id, reader.endpoint_id);
     if (!transport::process_alive(pid)) {

@@ -30,9 +30,14 @@ inline constexpr std::uint64_t kMaxChunkPayload = std::uint64_t{1} << 30;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPage = 4096;
 
-// Enough chunks that `depth` queued messages, as many taken-but-unreleased samples and the
-// writer's own loan never exhaust the pool while readers keep up.
-constexpr std::uint32_t chunk_count_for_depth(std::uint32_t depth) noexcept { return depth * 2 + 2; }
+// Samples one reader is expected to hold at once (the core's default max_held_samples).
+inline constexpr std::uint32_t kHeldReserve = 4;
+
+// Enough chunks that a reader that stopped taking (a full ring of `depth` plus kHeldReserve
+// samples held) leaves the others a full ring, their held samples and the writer's loan.
+constexpr std::uint32_t chunk_count_for_depth(std::uint32_t depth) noexcept {
+    return depth * 2 + 2 * kHeldReserve + 2;
+}
 
 enum SlotState : std::uint32_t {
     kSlotFree = 0,

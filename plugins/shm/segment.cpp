@@ -41,19 +41,27 @@ namespace {
 
 std::string mib(std::size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
 
+// "/dev/shm (64 MiB, 12 MiB free)"
+std::string shm_space() {
+    struct statvfs st {};
+    if (::statvfs("/dev/shm", &st) != 0) return "/dev/shm";
+    const auto total = static_cast<std::size_t>(static_cast<unsigned long long>(st.f_blocks) * st.f_frsize);
+    const auto free = static_cast<std::size_t>(static_cast<unsigned long long>(st.f_bavail) * st.f_frsize);
+    return "/dev/shm (" + std::to_string(total >> 20) + " MiB, " + std::to_string(free >> 20) + " MiB free)";
+}
+
 }  // namespace
 
 Status create_segment(const std::string& name,
                       std::size_t size,
                       std::uint32_t mode,
-                      bool prefault,
                       Mapping& out) noexcept {
     try {
         const std::string path = "/" + name;
         if (const std::size_t free = shm_free_bytes(); size > free) {
-            return Status(Errc::no_resources,
-                          "shm: segment " + name + " needs " + mib(size) + " but /dev/shm has only " + mib(free) +
-                              " free; lower the topic's max_message_size or depth, or enlarge /dev/shm");
+            return Status(Errc::no_resources, "shm: cannot reserve " + mib(size) + " for segment " + name + " in " +
+                                                  shm_space() +
+                                                  "; lower the topic's max_message_size or depth, or enlarge /dev/shm");
         }
         UniqueFd fd(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0777));
         if (!fd.valid() && errno == EEXIST) {
@@ -74,10 +82,15 @@ Status create_segment(const std::string& name,
         };
         if (::fchmod(fd.get(), mode & 0777) != 0) return fail("set the mode of", errno);
         if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return fail("size", errno);
-        if (prefault) {
-            if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); err != 0) {
-                return fail("reserve memory for", err);
-            }
+        // Every page reserved before anyone touches one: a full /dev/shm is this error here,
+        // never a SIGBUS at some later write (of ours or of a reader's).
+        if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); err != 0) {
+            const std::string space = shm_space();  // before the unlink gives the pages back
+            ::shm_unlink(path.c_str());
+            const Errc code = err == ENOSPC || err == ENOMEM || err == EFBIG ? Errc::no_resources
+                                                                             : transport::errc_from_errno(err);
+            return transport::os_error(code, "shm: cannot reserve " + mib(size) + " for segment " + name + " in " + space,
+                                       err);
         }
         void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
         if (addr == MAP_FAILED) return fail("map", errno);

@@ -34,16 +34,15 @@ private:
     std::size_t size_ = 0;
 };
 
-// Creates "/<name>" exclusively with `mode` (fchmod, so the umask does not matter), sizes it
-// and maps it read-write. Checks the free space of /dev/shm first: tmpfs allocates pages on
-// first touch, and a touch that finds the file system full is a SIGBUS, not an error code.
-// With `prefault` the pages are reserved up front (posix_fallocate). On failure nothing is
-// left behind. `name` must embed the caller's own endpoint id (pid + serial): an existing
+// Creates "/<name>" exclusively with `mode` (fchmod, so the umask does not matter), sizes it,
+// reserves every page (posix_fallocate) and maps it read-write. tmpfs allocates pages on first
+// touch, and a touch that finds the file system full is a SIGBUS, not an error code: with the
+// pages reserved, a full /dev/shm is Errc::no_resources here, naming /dev/shm, its size and
+// free space and what was needed. On failure nothing is left behind. `name` must embed the caller's own endpoint id (pid + serial): an existing
 // object of that name can only be a dead process's leftover, and is replaced.
 transport::Status create_segment(const std::string& name,
                                  std::size_t size,
                                  std::uint32_t mode,
-                                 bool prefault,
                                  Mapping& out) noexcept;
 
 // Opens an existing "/<name>" read-write and maps all of it (at most `max_size` bytes, else

@@ -33,18 +33,12 @@ std::chrono::nanoseconds spin_from_env() {
     return std::chrono::microseconds(us < 0 ? 0 : (us > 1000 ? 1000 : us));
 }
 
-// FERRY_SHM_PREFAULT=1: reserve every page of a writer's segment when it is created.
-bool prefault_from_env() {
-    const char* v = std::getenv("FERRY_SHM_PREFAULT");
-    return v != nullptr && *v != '\0' && *v != '0';
-}
-
 }  // namespace
 
 class ShmTransport final : public transport::Transport {
 public:
     explicit ShmTransport(const transport::Host& host)
-        : host_(host), spin_(spin_from_env()), prefault_(prefault_from_env()) {}
+        : host_(host), spin_(spin_from_env()) {}
 
     const char* name() const noexcept override { return "shm"; }
 
@@ -53,6 +47,7 @@ public:
         c.zero_copy = true;
         c.max_message_size = kMaxChunkPayload;
         c.summary = "shared memory: zero-copy loans from a per-publisher chunk pool, futex wake-ups";
+        c.max_readers = kSlotCount;
         return c;
     }
 
@@ -80,7 +75,7 @@ public:
             compute_layout(p.depth, p.max_message_size, layout);
             const std::string name = transport::object_name(p.domain, p.endpoint_id, "shm");
             Mapping segment;
-            if (auto st = create_segment(name, layout.total_size, p.mode, prefault_, segment); !st) return st;
+            if (auto st = create_segment(name, layout.total_size, p.mode, segment); !st) return st;
             auto* h = reinterpret_cast<SegmentHeader*>(segment.data());
             h->version = kLayoutVersion;
             h->slot_count = kSlotCount;
@@ -109,7 +104,7 @@ public:
             if (auto st = validate(p); !st) return st;
             const std::string name = transport::object_name(p.domain, p.endpoint_id, "sig");
             Mapping bell;
-            if (auto st = create_segment(name, kDoorbellSegmentSize, p.mode, false, bell); !st) return st;
+            if (auto st = create_segment(name, kDoorbellSegmentSize, p.mode, bell); !st) return st;
             reinterpret_cast<Doorbell*>(bell.data())->magic.store(kDoorbellMagic, std::memory_order_release);
             out = std::make_unique<ShmReader>(host_, p, name, std::move(bell), spin_);
             return Status::ok();
@@ -123,7 +118,6 @@ public:
 private:
     const transport::Host& host_;
     const std::chrono::nanoseconds spin_;
-    const bool prefault_;
 };
 
 }  // namespace ferry::shm

@@ -150,6 +150,7 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     const std::uint32_t depth = view_.layout.depth;
     Errc worst = Errc::ok;
     std::uint32_t not_served = 0;
+    std::uint32_t stalled = 0;
     Clock::time_point deadline{};
     bool have_deadline = false;
 
@@ -183,6 +184,20 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
                 served = false;
                 break;
             }
+            if (local.stalled) {
+                // It already cost one block_timeout: the other readers keep their pace.
+                if (!transport::process_alive(local.pid)) {
+                    reclaim_slot(s, kSlotRetired);
+                    rebuild_active();
+                    served = false;
+                    break;
+                }
+                worst = Errc::timeout;
+                ++not_served;
+                ++stalled;
+                served = false;
+                break;
+            }
             if (!have_deadline) {
                 deadline = Clock::now() + params_.block_timeout;
                 have_deadline = true;
@@ -192,11 +207,13 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
             if (room == Room::full) {
                 worst = Errc::timeout;
                 ++not_served;
+                slots_[s].stalled = true;
             }
             served = false;
             break;
         }
         if (!served) continue;
+        local.stalled = false;
         chunk->mask.fetch_or(bit(s), std::memory_order_release);
         view_.ring(s)[local.head % depth].store(idx, std::memory_order_relaxed);
         ++local.head;
@@ -208,9 +225,51 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     hot_chunk_ = idx;
 
     if (worst == Errc::ok) return Status::ok();
-    const std::string what = worst == Errc::timeout ? " stayed full for block_timeout" : " is full";
+    undelivered_.fetch_add(not_served, std::memory_order_relaxed);
+    std::string what = worst == Errc::timeout ? " stayed full for block_timeout" : " is full";
+    if (stalled != 0) what += " (" + std::to_string(stalled) + " stalled: skipped until they drain)";
     return Status(worst, "shm: the queue of " + std::to_string(not_served) + " reader(s) of topic " + params_.topic +
                              what + "; they did not get this message");
+}
+
+Status ShmWriter::flush(Clock::time_point deadline) noexcept {
+    auto next_alive_check = Clock::now();
+    for (;;) {
+        std::uint64_t queued = 0;
+        std::uint32_t readers = 0;
+        std::uint32_t w = 0;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            const auto now = Clock::now();
+            if (now >= next_alive_check) {
+                next_alive_check = now + kAliveCheckPeriod;
+                retire_dead_readers();
+            }
+            w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+            for (std::uint32_t i = 0; i < active_count_; ++i) {
+                const std::uint32_t s = active_[i];
+                Slot* slot = view_.slot(s);
+                if (slot->reader_closed.load(std::memory_order_acquire) != 0) continue;
+                const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+                const std::uint64_t head = slots_[s].head;
+                if (tail >= head || head - tail > view_.layout.depth) continue;  // empty (or rogue)
+                // Wake me when this ring is empty.
+                slot->wake_room.store(view_.layout.depth, std::memory_order_relaxed);
+                queued += head - tail;
+                ++readers;
+            }
+        }
+        if (queued == 0) break;
+        if (transport::expired(deadline)) {
+            header_->writer_waiting.store(0, std::memory_order_relaxed);
+            return Status(Errc::timeout, "shm: topic " + params_.topic + ": " + std::to_string(queued) +
+                                             " message(s) not taken by " + std::to_string(readers) +
+                                             " reader(s) when the writer closed");
+        }
+        transport::futex_wait(header_->wake_seq, w, std::min(deadline, Clock::now() + kAliveCheckPeriod));
+    }
+    header_->writer_waiting.store(0, std::memory_order_relaxed);
+    return Status::ok();
 }
 
 ShmWriter::Room ShmWriter::wait_for_room(std::unique_lock<std::mutex>& lock,

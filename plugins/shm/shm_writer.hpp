@@ -29,6 +29,8 @@ public:
     void release(transport::LoanBuffer& buf) noexcept override;
     void sync_readers(const std::vector<transport::PeerInfo>& readers) noexcept override;
     std::size_t reader_count() const noexcept override;
+    transport::Status flush(transport::Clock::time_point deadline) noexcept override;
+    std::uint64_t undelivered() const noexcept override { return undelivered_.load(std::memory_order_relaxed); }
 
 private:
     struct SlotLocal {
@@ -36,6 +38,7 @@ private:
         std::uint64_t reader_id = 0;
         pid_t pid = 0;
         std::uint64_t head = 0;  // authoritative copy of the slot's head
+        bool stalled = false;    // block: stayed full for block_timeout; skipped until it has room
         Mapping doorbell_map;
         Doorbell* doorbell = nullptr;
     };
@@ -76,6 +79,7 @@ private:
     std::array<std::uint8_t, kSlotCount> active_{};
     std::uint32_t active_count_ = 0;
     std::atomic<std::size_t> reader_count_{0};
+    std::atomic<std::uint64_t> undelivered_{0};
     bool warned_full_table_ = false;
 };
 

@@ -1,5 +1,7 @@
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +18,21 @@ namespace {
 
 constexpr std::size_t kMaxConnections = 1024;
 constexpr int kAcceptBatch = 64;  // per wake-up, so a connection storm cannot starve the frames
+// Out of descriptors with nothing to give up: the listening socket rests this long.
+constexpr auto kListenPause = std::chrono::milliseconds(100);
+// A connection that sent frames but none for this long may make room for a new one.
+constexpr auto kIdleEvictable = std::chrono::seconds(10);
+// Connections held by all uds readers of this process: together at most half of what
+// RLIMIT_NOFILE allows, so that a flood never takes the descriptors the rest of the process
+// needs (its other topics, discovery reading /proc).
+std::atomic<std::size_t> g_process_conns{0};
+
+std::size_t process_conn_cap() noexcept {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+    return static_cast<std::size_t>(rl.rlim_cur / 2);
+}
+
 // epoll tags of the two fixed descriptors; connections are tagged with their Conn*.
 constexpr std::uint64_t kWakeTag = 1;
 constexpr std::uint64_t kListenTag = 2;
@@ -25,7 +42,12 @@ using transport::epoll_watch;
 }  // namespace
 
 UdsReader::UdsReader(const Host& host, const TopicParams& params)
-    : host_(&host), params_(params), path_(socket_path(params, params.endpoint_id)) {}
+    : host_(&host),
+      params_(params),
+      path_(socket_path(params, params.endpoint_id)),
+      budget_(transport::reader_budget(params)),
+      uid_(::geteuid()),
+      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
 Status UdsReader::create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out) {
     std::unique_ptr<UdsReader> r(new UdsReader(host, params));
@@ -79,6 +101,7 @@ UdsReader::~UdsReader() {
     }
     listen_fd_.reset();
     ::unlink(path_.c_str());
+    g_process_conns.fetch_sub(conns_.size(), std::memory_order_relaxed);
     conns_.clear();
 }
 
@@ -139,7 +162,9 @@ UdsReader::Recv UdsReader::receive(SampleBuffer& out, Clock::time_point deadline
     epoll_event events[16];
     for (;;) {
         if (try_parse_any(out)) return Recv::frame;
-        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, transport::poll_timeout_ms(deadline));
+        if (listen_paused_ && transport::expired(listen_resume_)) resume_listening();
+        const auto until = listen_paused_ && listen_resume_ < deadline ? listen_resume_ : deadline;
+        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, transport::poll_timeout_ms(until));
         if (r < 0) {
             if (errno == EINTR) continue;
             return Recv::error;
@@ -160,9 +185,13 @@ UdsReader::Recv UdsReader::receive(SampleBuffer& out, Clock::time_point deadline
             }
         }
         for (Conn* conn : ready_) {
-            if (read_conn(*conn)) continue;
+            if (conn->doomed || read_conn(*conn)) continue;
             const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
             close_conn(static_cast<std::size_t>(it - conns_.begin()), conn->in.pos != conn->in.fill);
+        }
+        // Connections shed to stay within the budget (not while ready_ pointed at them).
+        for (std::size_t i = conns_.size(); i-- > 0;) {
+            if (conns_[i]->doomed) close_conn(i, true);
         }
         if (pending_accept) accept_all();
     }
@@ -220,11 +249,17 @@ UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string
         conn.hello = true;
         conn.writer_id = hello.writer_id;
         conn.in.pos += sizeof hello;
+        held_ -= sizeof hello;
         interest_dirty_ = true;  // may now be blocked behind an older connection of the same writer
         return Parse::hello;
     }
+    const std::size_t before = conn.in.avail();
     switch (transport::parse_frame(conn.in, pool_, kFrameMagic, params_.max_message_size, out, why, lost_)) {
-        case transport::FrameParse::frame: return Parse::frame;
+        case transport::FrameParse::frame:
+            consumed(conn, before);
+            ++conn.frames;
+            conn.active = Clock::now();
+            return Parse::frame;
         case transport::FrameParse::incomplete: return Parse::incomplete;
         case transport::FrameParse::bad: break;
     }
@@ -234,10 +269,18 @@ UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string
 // Returns false once the connection is finished (EOF or error).
 bool UdsReader::read_conn(Conn& conn) {
     transport::RecvStream& in = conn.in;
+    if (held_ >= budget_) shed_over_budget();
+    if (conn.doomed) return true;
+    // Never more than the budget has room for: what is held unparsed stays bounded whatever
+    // the writers send, and a reader's memory with it.
+    const std::size_t room = budget_ > held_ ? budget_ - held_ : 0;
+    if (room == 0) return true;
     in.prepare_space(pool_);
-    const ssize_t n = ::recv(conn.fd.get(), in.chunk->mem.get() + in.fill, in.chunk->cap - in.fill, MSG_DONTWAIT);
+    const std::size_t len = std::min(in.chunk->cap - in.fill, room);
+    const ssize_t n = ::recv(conn.fd.get(), in.chunk->mem.get() + in.fill, len, MSG_DONTWAIT);
     if (n > 0) {
         in.fill += static_cast<std::size_t>(n);
+        held_ += static_cast<std::size_t>(n);
         return true;
     }
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
@@ -247,20 +290,40 @@ void UdsReader::accept_all() {
     for (int accepted = 0; accepted < kAcceptBatch; ++accepted) {
         UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd.valid()) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                transport::log(*host_, transport::LogLevel::warn,
-                               "uds: reader " + path_ + " cannot accept: " + std::strerror(errno));
+            const int err = errno;
+            if (err == EINTR || err == ECONNABORTED) continue;
+            if (err == EAGAIN || err == EWOULDBLOCK) break;
+            if (err == EMFILE || err == ENFILE) {
+                // Never a busy loop on a connection we cannot take: give up an idle one, or
+                // take the new one with the spare descriptor and turn it away, or rest.
+                if (Conn* victim = idle_victim()) {
+                    drop_conn(victim, Refusal::no_descriptors);
+                    continue;
+                }
+                if (refuse_with_spare()) continue;
             }
+            pause_listening(err);
             break;
         }
-        if (conns_.size() >= kMaxConnections) {
-            transport::log(*host_, transport::LogLevel::warn,
-                           "uds: reader " + path_ + " refuses a connection: too many writers");
+        ucred cred{};
+        socklen_t cred_len = sizeof cred;
+        if ((params_.mode & 0066) == 0 &&
+            (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 || cred.uid != uid_)) {
+            refuse(fd.get(), Refusal::foreign_user);
             continue;
+        }
+        if (conns_.size() >= kMaxConnections ||
+            g_process_conns.load(std::memory_order_relaxed) >= process_conn_cap()) {
+            Conn* victim = idle_victim();
+            if (victim == nullptr) {
+                refuse(fd.get(), Refusal::too_many);
+                continue;
+            }
+            drop_conn(victim, Refusal::too_many);
         }
         auto conn = std::make_unique<Conn>();
         conn->fd = std::move(fd);
+        conn->active = Clock::now();
         if (!epoll_watch(epoll_fd_.get(), conn->fd.get(), reinterpret_cast<std::uint64_t>(conn.get()))) {
             transport::log(*host_, transport::LogLevel::warn,
                            "uds: reader " + path_ + " cannot watch a connection: " + std::strerror(errno));
@@ -268,6 +331,7 @@ void UdsReader::accept_all() {
         }
         conn->registered = true;
         conns_.push_back(std::move(conn));
+        g_process_conns.fetch_add(1, std::memory_order_relaxed);
     }
     // A writer greets right after connect(), so an older connection's greeting is already in
     // its socket when a newer one is accepted: reading greetings now (of every connection that
@@ -279,8 +343,115 @@ void UdsReader::accept_all() {
         const std::size_t have = in.avail();
         if (have >= kHeaderSize) continue;
         const ssize_t n = ::recv(conn->fd.get(), in.chunk->mem.get() + in.fill, kHeaderSize - have, MSG_DONTWAIT);
-        if (n > 0) in.fill += static_cast<std::size_t>(n);
+        if (n > 0) {
+            in.fill += static_cast<std::size_t>(n);
+            held_ += static_cast<std::size_t>(n);
+        }
     }
+}
+
+// Tells the peer why (it may be a writer that must report it), then closes.
+void UdsReader::refuse(int fd, Refusal why) {
+    const RefusalRecord rec{kRefusalMagic, static_cast<std::uint32_t>(why), 0};
+    [[maybe_unused]] const ssize_t n = ::send(fd, &rec, sizeof rec, MSG_DONTWAIT | MSG_NOSIGNAL);
+    std::uint64_t count = 0;
+    if (refuse_log_.due(count)) {
+        const char* text = why == Refusal::foreign_user ? "another user's connection (mode 0600)"
+                           : why == Refusal::too_many   ? "too many connections"
+                           : why == Refusal::over_budget ? "over the buffer budget"
+                                                         : "out of file descriptors";
+        transport::log(*host_, transport::LogLevel::warn,
+                       "uds: reader " + path_ + " refused or dropped " + std::to_string(count) +
+                           " connection(s) since the last report: " + text);
+    }
+}
+
+void UdsReader::drop_conn(Conn* conn, Refusal why) {
+    const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
+    refuse(conn->fd.get(), why);
+    close_conn(static_cast<std::size_t>(it - conns_.begin()), conn->in.avail() != 0 && conn->hello);
+}
+
+// The connection to give up for a new one: first one that never sent a greeting, then one
+// that never sent a frame, then one idle for kIdleEvictable; oldest first. nullptr when all
+// are busy writers.
+UdsReader::Conn* UdsReader::idle_victim() {
+    const auto idle_since = Clock::now() - kIdleEvictable;
+    Conn* best = nullptr;
+    int best_rank = 3;
+    for (auto& c : conns_) {
+        Conn& conn = *c;
+        if (conn.doomed) continue;
+        const int rank = !conn.hello ? 0 : conn.frames == 0 ? 1 : conn.active < idle_since ? 2 : 3;
+        if (rank < best_rank || (rank == best_rank && best != nullptr && conn.active < best->active)) {
+            best = &conn;
+            best_rank = rank;
+        }
+    }
+    return best_rank < 3 ? best : nullptr;
+}
+
+// Over budget: the connection holding the most unparsed bytes of an incomplete frame goes
+// (the oldest of equals), counted lost. Closed by receive() once no pointer to it is in use.
+void UdsReader::shed_over_budget() {
+    while (held_ >= budget_) {
+        Conn* victim = nullptr;
+        for (auto& c : conns_) {
+            Conn& conn = *c;
+            if (conn.doomed || conn.in.avail() == 0) continue;
+            const bool incomplete = conn.in.avail() < conn.in.need || conn.in.avail() < kHeaderSize;
+            if (!incomplete) continue;
+            if (victim == nullptr || conn.in.avail() > victim->in.avail() ||
+                (conn.in.avail() == victim->in.avail() && conn.active < victim->active)) {
+                victim = &conn;
+            }
+        }
+        if (victim == nullptr) return;  // only whole frames are held: taking them makes room
+        held_ -= victim->in.avail();
+        victim->in.pos = victim->in.fill;  // its bytes no longer count; close_conn counts the loss
+        victim->doomed = true;
+        refuse(victim->fd.get(), Refusal::over_budget);
+        std::uint64_t count = 0;
+        if (budget_log_.due(count)) {
+            transport::log(*host_, transport::LogLevel::warn,
+                           "uds: reader " + path_ + " over its buffer budget of " + std::to_string(budget_) +
+                               " bytes: dropped " + std::to_string(count) +
+                               " connection(s) holding the largest incomplete frame");
+        }
+    }
+}
+
+// The classic way out of EMFILE: free the spare descriptor, accept and refuse the connection
+// that waits, take the spare back.
+bool UdsReader::refuse_with_spare() {
+    if (!spare_fd_.valid()) return false;
+    spare_fd_.reset();
+    UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    const bool took = fd.valid();
+    if (took) refuse(fd.get(), Refusal::no_descriptors);
+    fd.reset();
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return took;
+}
+
+// Out of descriptors (or kernel memory) and nothing to give up: stop watching the listening
+// socket for a moment instead of waking up for it again and again.
+void UdsReader::pause_listening(int err) {
+    std::uint64_t count = 0;
+    if (fd_log_.due(count)) {
+        transport::log(*host_, transport::LogLevel::warn,
+                       "uds: reader " + path_ + " cannot accept (" + std::to_string(count) +
+                           " time(s) since the last report): " + std::strerror(err) + "; retrying in 100 ms");
+    }
+    if (!spare_fd_.valid()) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!listen_paused_) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+    listen_paused_ = true;
+    listen_resume_ = Clock::now() + kListenPause;
+}
+
+void UdsReader::resume_listening() {
+    if (epoll_watch(epoll_fd_.get(), listen_fd_.get(), kListenTag)) listen_paused_ = false;
+    else listen_resume_ = Clock::now() + kListenPause;
 }
 
 void UdsReader::close_conn(std::size_t index, bool torn) {
@@ -289,8 +460,10 @@ void UdsReader::close_conn(std::size_t index, bool torn) {
     // Explicitly: a forked child may share the descriptor, and then close() would not
     // remove it from the epoll set.
     if (conn.registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
+    held_ -= conn.in.avail();
     conn.in.detach(pool_);
     conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(index));
+    g_process_conns.fetch_sub(1, std::memory_order_relaxed);
     interest_dirty_ = true;
 }
 

@@ -7,6 +7,8 @@
 //   Frame  {magic "FRY1", dropped_before, size} + size bytes  per message
 // `dropped_before` counts messages the writer dropped for this reader (drop_oldest, socket
 // full) just before this one; the reader adds it to lost().
+// The reader sends nothing back, except once before it refuses or drops a connection:
+//   Refusal {magic "FRYX", reason, 0}                        so the writer learns why
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,20 @@ struct Hello {
     std::uint64_t writer_id;
 };
 
+// Why a reader turned a connection away (Refusal::reason).
+enum class Refusal : std::uint32_t {
+    too_many = 1,        // connection cap reached: an idle connection went, or the new one
+    foreign_user = 2,    // the peer's uid is not the reader's and the topic's mode is 0600
+    over_budget = 3,     // its incomplete frame was the largest when the reader was over budget
+    no_descriptors = 4,  // the reader's process ran out of file descriptors
+};
+inline constexpr std::uint32_t kRefusalMagic = 0x58595246u;  // "FRYX" in memory
+struct RefusalRecord {
+    std::uint32_t magic;
+    std::uint32_t reason;
+    std::uint64_t reserved;
+};
+
 using transport::FrameHeader;
 inline constexpr std::size_t kHeaderSize = transport::kFrameHeaderSize;
 static_assert(sizeof(Hello) == kHeaderSize, "hello and frame header share one size");
@@ -76,8 +92,13 @@ public:
     ~UdsWriter() override;
 
 private:
-    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) override;
+    struct Conn : Channel {
+        std::size_t sndbuf = 212992;  // SO_SNDBUF of the connection (net.core.wmem_default)
+    };
+    std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error, Errc& refusal) override;
     ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept override;
+    bool refuse(const Channel& ch, std::size_t total) noexcept override;
+    bool refused(Channel& ch, std::string& why, Errc& code) noexcept override;
 };
 
 class UdsReader final : public transport::Reader {
@@ -99,6 +120,9 @@ private:
         bool hello = false;
         bool blocked = false;     // an older connection of the same writer is still open
         bool registered = false;  // in the epoll set
+        bool doomed = false;      // to be closed after this round of reads (over budget)
+        std::uint64_t frames = 0;  // received: a connection that never sent one goes first
+        Clock::time_point active;  // accepted, or its last frame
         transport::RecvStream in;  // received bytes, in chunks of pool_
     };
     enum class Parse { frame, incomplete, hello, bad };
@@ -112,6 +136,14 @@ private:
     bool read_conn(Conn& conn);
     void accept_all();
     void close_conn(std::size_t index, bool torn);
+    void drop_conn(Conn* conn, Refusal why);
+    void refuse(int fd, Refusal why);
+    Conn* idle_victim();
+    void shed_over_budget();
+    bool refuse_with_spare();
+    void pause_listening(int err);
+    void resume_listening();
+    void consumed(Conn& conn, std::size_t before) noexcept { held_ -= before - conn.in.avail(); }
     void update_interest();
     void drain_loop();
 
@@ -128,6 +160,15 @@ private:
     // Receive state: used by the thread in take() (direct mode) or by the drain thread.
     std::vector<std::unique_ptr<Conn>> conns_;
     std::vector<Conn*> ready_;
+    std::size_t budget_ = 0;  // bytes all connections together may hold unparsed
+    std::size_t held_ = 0;    // bytes they hold now
+    uid_t uid_ = 0;           // ours: other uids only when the mode lets group or others in
+    UniqueFd spare_fd_;       // given up to accept (and refuse) one connection at EMFILE
+    bool listen_paused_ = false;  // out of descriptors: the listening socket is not watched
+    Clock::time_point listen_resume_{};
+    transport::LogThrottle refuse_log_;
+    transport::LogThrottle fd_log_;
+    transport::LogThrottle budget_log_;
     std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
     bool interest_dirty_ = false;
     std::size_t rr_ = 0;

@@ -57,6 +57,7 @@ struct QosOverrides {
     std::string max_message_size = "1MiB";
     int block_timeout_ms = 1000;
     std::string mode = "0600";
+    int linger_ms = -1;  // -1: not written (the built-in default)
 };
 
 // One test's world: a fresh domain, a config file selecting `transport`, the environment for

@@ -32,6 +32,7 @@ Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
         << "max_message_size = \"" << qos.max_message_size << "\"\n"
         << "block_timeout_ms = " << qos.block_timeout_ms << "\n"
         << "mode = \"" << qos.mode << "\"\n";
+    if (qos.linger_ms >= 0) out << "linger_ms = " << qos.linger_ms << "\n";
 }
 
 Fixture::~Fixture() {

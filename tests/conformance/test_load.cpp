@@ -57,7 +57,14 @@ CONFORMANCE_CASE("load: 8 publishers, 8 subscribers, 16 topics, nothing lost und
         std::smatch m;
         REQUIRE(std::regex_search(out, m, rss_line));
         const long early = std::stol(m[1]), late = std::stol(m[2]);
+#ifdef __SANITIZE_ADDRESS__
+        // ASan keeps freed memory in quarantine (up to 256 MiB) before reusing it, so resident
+        // memory grows with what was freed: flatness is checked by the uninstrumented suite.
+        (void)early;
+        (void)late;
+#else
         CHECK(late <= early + std::max(early / 5, 8192L));  // flat: within 20% or 8 MiB
+#endif
     }
     REQUIRE(sent.size() == 16);
     for (const auto& [t, n] : sent) {

@@ -1,6 +1,14 @@
 // Config: defaults, pattern rules, and an error with file and line for every kind of bad input.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
 #include <ferry/error.hpp>
 
 #include "config/config.hpp"
@@ -16,6 +24,26 @@ std::string error_of(const std::string& text) {
     }
     return "";
 }
+
+std::string load_error(const std::string& path) {
+    try {
+        Config::load_file(path);
+    } catch (const ferry::Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// A scratch directory, removed with what the test left in it.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/ferry-config-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { std::system(("rm -rf " + path).c_str()); }
+};
 }  // namespace
 
 TEST_CASE("config without a file resolves to built-in defaults", "[config]") {
@@ -110,4 +138,92 @@ TEST_CASE("sizes accept plain numbers and binary suffixes", "[config]") {
     CHECK(parse_size("2m") == (2u << 20));
     CHECK_FALSE(parse_size("MiB").has_value());
     CHECK_FALSE(parse_size("12 parsecs").has_value());
+}
+
+TEST_CASE("depth counts as explicit only where the file sets it", "[config]") {
+    const auto sut = Config::parse("[defaults]\ntransport = \"mq\"\n[[topic]]\nmatch = \"deep/*\"\ndepth = 64\n", "test.toml");
+    CHECK_FALSE(sut.resolve("chatter").depth_explicit);
+    CHECK(sut.resolve("chatter").qos.depth == 16);
+    CHECK(sut.resolve("deep/x").depth_explicit);
+    CHECK(sut.resolve("deep/x").qos.depth == 64);
+    CHECK(Config::parse("[defaults]\ndepth = 4\n", "test.toml").resolve("any").depth_explicit);
+    CHECK_FALSE(Config().resolve("any").depth_explicit);
+}
+
+TEST_CASE("nesting beyond 64 levels is refused with file and line before toml++ recurses", "[config]") {
+    const int kDeep = 100000;
+    std::string header = "[defaults]\ntransport = \"uds\"\n\n[a";
+    for (int i = 0; i < kDeep; ++i) header += ".a";
+    header += "]\n";
+    CHECK_THAT(error_of(header), Catch::Contains("test.toml:4:") && Catch::Contains("deeper than 64"));
+
+    std::string arrays = "[defaults]\nx = " + std::string(kDeep, '[') + std::string(kDeep, ']') + "\n";
+    CHECK_THAT(error_of(arrays), Catch::Contains("test.toml:2:") && Catch::Contains("deeper than 64"));
+
+    std::string tables = "x = ";
+    for (int i = 0; i < kDeep; ++i) tables += "{a = ";
+    tables += "1" + std::string(kDeep, '}') + "\n";
+    CHECK_THAT(error_of(tables), Catch::Contains("test.toml:1:") && Catch::Contains("deeper than 64"));
+
+    std::string keys = "\n\na";
+    for (int i = 0; i < kDeep; ++i) keys += ".a";
+    keys += " = 1\n";
+    CHECK_THAT(error_of(keys), Catch::Contains("test.toml:3:") && Catch::Contains("deeper than 64"));
+
+    // Brackets, braces and dots inside strings and comments are text, not nesting.
+    const std::string text = "# [[[[ {{{{ a.a.a.a\n[defaults]\ntransport = \"uds\" # ]]]\n[[topic]]\nmatch = \"" +
+                             std::string(200, '[') + std::string(200, '.') + "\"\ndepth = 4\n";
+    CHECK(error_of(text).empty());
+    // Just inside the limit is still parsed (and then judged by the schema).
+    std::string ok = "[defaults]\nx = " + std::string(60, '[') + std::string(60, ']') + "\n";
+    CHECK_THAT(error_of(ok), Catch::Contains("unknown key 'x'"));
+}
+
+TEST_CASE("only a regular file of at most 1 MiB is read as a config", "[config]") {
+    TempDir dir;
+    CHECK_THAT(load_error(dir.path), Catch::Contains(dir.path) && Catch::Contains("is a directory"));
+    CHECK_THAT(load_error("/dev/zero"), Catch::Contains("/dev/zero") && Catch::Contains("character device"));
+    CHECK_THAT(load_error("/dev/urandom"), Catch::Contains("character device"));
+
+    // A FIFO with no writer: refused at once, not waited on.
+    const std::string fifo = dir.path + "/fifo.toml";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THAT(load_error(fifo), Catch::Contains(fifo) && Catch::Contains("is a FIFO"));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+
+    const std::string big = dir.path + "/big.toml";
+    {
+        std::ofstream out(big);
+        const std::string line = "# " + std::string(1021, 'x') + "\n";
+        for (int i = 0; i < 2048; ++i) out << line;
+    }
+    CHECK_THAT(load_error(big), Catch::Contains(big) && Catch::Contains("is 2097152 bytes") && Catch::Contains("1 MiB"));
+
+    const std::string fine = dir.path + "/fine.toml";
+    { std::ofstream(fine) << "[defaults]\ndepth = 4\n"; }
+    CHECK(load_error(fine).empty());
+    CHECK(Config::load_file(fine).resolve("x").qos.depth == 4);
+
+    if (::geteuid() == 0) {
+        WARN("running as root: an unreadable file cannot be made, that part is skipped");
+    } else {
+        REQUIRE(::chmod(fine.c_str(), 0) == 0);
+        CHECK_THAT(load_error(fine), Catch::Contains(fine) && Catch::Contains("cannot open: Permission denied"));
+    }
+}
+
+TEST_CASE("reader_buffer_budget is a size, per rule, and bad values name the line", "[config]") {
+    const auto sut = Config::parse("[defaults]\nreader_buffer_budget = \"32MiB\"\n[[topic]]\nmatch = \"big/*\"\n"
+                                   "reader_buffer_budget = 1073741824\n",
+                                   "test.toml");
+    CHECK(sut.resolve("small").qos.reader_buffer_budget == 32u << 20);
+    CHECK(sut.resolve("big/x").qos.reader_buffer_budget == std::size_t{1} << 30);
+    CHECK(Config().resolve("any").qos.reader_buffer_budget == 0);  // 0: the transport's default
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = \"plenty\"\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("reader_buffer_budget"));
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = -1\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("reader_buffer_budget"));
+    CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = \"2048GiB\"\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("up to 1TiB"));
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include <ferry/error.hpp>
+#include <ferry/transport/transport.hpp>
 
 #include "loader/plugin_loader.hpp"
 
@@ -39,7 +40,9 @@ TEST_CASE("a module that is not a ferry transport is refused, naming the file", 
 
 TEST_CASE("a module built for another ABI is refused, naming the file and both versions", "[loader]") {
     const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_abi_mismatch_module.so";
-    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("ABI 101") && Catch::Contains("needs ABI 1"));
+    const auto abi = ferry::transport::kAbiVersion;  // the module says kAbiVersion + 100
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("ABI " + std::to_string(abi + 100)) &&
+                                                     Catch::Contains("needs ABI " + std::to_string(abi) + ";"));
 }
 
 TEST_CASE("a file that is not a shared library is refused, naming it", "[loader]") {
@@ -76,4 +79,17 @@ TEST_CASE("a world-writable built-in directory is not searched, a named one is",
     const auto named = plugin_search_path();
     CHECK(std::find(named.begin(), named.end(), dir) != named.end());
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a world-writable module file is refused, naming it and the fix", "[loader][security]") {
+    char tmpl[] = "/tmp/ferry-plugins-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    const std::string path = std::string(tmpl) + "/ferry_plugin_foreign.so";
+    std::filesystem::copy_file(std::string(FERRY_TEST_MODULE_DIR) + "/test_foreign_module.so", path);
+    REQUIRE(::chmod(path.c_str(), 0666) == 0);
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("world-writable") &&
+                                                     Catch::Contains("chmod o-w"));
+    REQUIRE(::chmod(path.c_str(), 0644) == 0);
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains("not a ferry transport module"));
+    std::filesystem::remove_all(tmpl);
 }

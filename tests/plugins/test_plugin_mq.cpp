@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include <ferry/transport/fragment.hpp>
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -100,6 +101,49 @@ TEST_CASE("mq: a depth above the queue limits is refused with the limit and how 
     CHECK(contains(text, "fs.mqueue.msg_max = " + std::to_string(msg_max)));
     CHECK(contains(text, "sysctl -w fs.mqueue.msg_max=" + std::to_string(msg_max + 1)));
     CHECK(contains(text, "CAP_SYS_RESOURCE"));
+}
+
+TEST_CASE("mq: a default depth above fs.mqueue.msg_max is lowered to it, an explicit one is not", "[mq]") {
+    using namespace cases;
+    Env env;
+    const std::uint64_t msg_max = proc_value("/proc/sys/fs/mqueue/msg_max");
+    REQUIRE(msg_max > 0);
+    REQUIRE(msg_max < 65536);
+    TopicParams p = env.params(Overflow::block, static_cast<std::uint32_t>(msg_max + 6), 100);
+    // In a child without CAP_SYS_RESOURCE, so that fs.mqueue.msg_max binds even under root.
+    Child child = Child::fork([&] {
+        if (::geteuid() == 0 && !drop_cap_sys_resource()) return 10;
+        TopicParams q = env.peer(p, ::getpid(), 1);
+        q.depth_explicit = false;
+        if (!env.transport.validate(q)) return 11;
+        std::unique_ptr<Reader> r;
+        if (!env.transport.create_reader(q, r)) return 12;
+        const mqd_t m = ::mq_open(queue_of(q).c_str(), O_RDONLY | O_CLOEXEC);
+        if (m == static_cast<mqd_t>(-1)) return 13;
+        mq_attr attr{};
+        const bool got = ::mq_getattr(m, &attr) == 0;
+        ::mq_close(m);
+        if (!got || static_cast<std::uint64_t>(attr.mq_maxmsg) != msg_max) return 14;
+        // A writer of the same (default) depth reaches that reader and fills exactly its queue.
+        TopicParams wp = env.peer(p, ::getpid(), 2);
+        wp.depth_explicit = false;
+        wp.overflow = Overflow::fail;
+        std::unique_ptr<Writer> w;
+        if (!env.transport.create_writer(wp, w)) return 15;
+        w->sync_readers({PeerInfo{q.endpoint_id, ::getpid()}});
+        if (w->reader_count() != 1) return 16;
+        std::uint64_t sent = 0;
+        for (int i = 0; i < static_cast<int>(msg_max) + 6; ++i) {
+            LoanBuffer buf;
+            if (!w->loan(8, buf)) return 17;
+            if (w->commit(buf, 8)) ++sent;
+        }
+        if (sent != msg_max) return 18;
+        q.depth_explicit = true;
+        const Status st = env.transport.validate(q);
+        return st.code() == Errc::no_resources ? 0 : 19;
+    });
+    CHECK(child.wait(5000ms) == 0);
 }
 
 TEST_CASE("mq: a queue that does not fit RLIMIT_MSGQUEUE is refused with how to raise it", "[mq]") {
@@ -213,4 +257,57 @@ TEST_CASE("mq: drop_oldest writers discard the oldest units of a stopped reader'
     child.wait(5000ms);
     w->sync_readers({});
     CHECK_FALSE(reader_object_exists(child_reader));
+}
+
+TEST_CASE("mq: first halves of big messages from 40 writer ids stay within the reader's budget", "[mq][hostile][flood]") {
+    using namespace cases;
+    Env env;
+    constexpr std::size_t kMax = 16u << 20;
+    // The reader takes until a real writer's 100-byte message arrives.
+    TopicParams rp;
+    Child rd = cases::flood_target(env, kMax, rp);
+    const std::size_t budget = std::max<std::size_t>(64u << 20, 2 * kMax);  // the default
+    auto rss = [&] { return cases::vm_rss(rd.pid()); };
+    const std::size_t baseline = rss();
+
+    const mqd_t q = ::mq_open(queue_of(rp).c_str(), O_WRONLY | O_CLOEXEC);
+    REQUIRE(q != static_cast<mqd_t>(-1));
+    mq_attr attr{};
+    REQUIRE(::mq_getattr(q, &attr) == 0);
+    const std::size_t payload = static_cast<std::size_t>(attr.mq_msgsize) - kUnitHeaderSize;
+    std::vector<char> unit(static_cast<std::size_t>(attr.mq_msgsize), 'x');
+    std::size_t peak = 0;
+    const std::size_t rounds = kMax / 2 / payload;
+    bool sent = true;
+    for (std::size_t i = 0; i < rounds && sent; ++i) {
+        for (std::uint32_t w = 0; w < 40; ++w) {
+            UnitHeader h{kUnitMagic, 0, make_endpoint_id(::getpid(), 1000 + w), static_cast<std::uint32_t>(kMax - 64),
+                         static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(payload), 0};
+            h.check = unit_check(h);
+            std::memcpy(unit.data(), &h, sizeof h);
+            timespec until{};
+            ::clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            sent = sent && ::mq_timedsend(q, unit.data(), unit.size(), 0, &until) == 0;
+        }
+        if (i % 64 == 0) peak = std::max(peak, rss());
+    }
+    ::mq_close(q);
+    REQUIRE(sent);
+    peak = std::max(peak, rss());
+    INFO("baseline " << (baseline >> 20) << " MiB, peak " << (peak >> 20) << " MiB");
+    CHECK(peak < baseline + budget + (32u << 20));
+
+    // A real writer is still heard.
+    auto wp = env.params(Overflow::block, 8, kMax);
+    std::unique_ptr<Writer> w;
+    REQUIRE(env.transport.create_writer(wp, w));
+    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
+    LoanBuffer buf;
+    REQUIRE(w->loan(100, buf));
+    std::memset(buf.data, 1, 100);
+    REQUIRE(w->commit(buf, 100));
+    CHECK(rd.wait(10s) == 0);
+    w.reset();
+    ::mq_unlink(queue_of(rp).c_str());  // the reader's child ended with _exit, its queue stays
 }

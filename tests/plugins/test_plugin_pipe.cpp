@@ -9,9 +9,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <map>
 
 #include <ferry/transport/fragment.hpp>
+#include <ferry/transport/framed_stream.hpp>
 #include <ferry/transport/naming.hpp>
 
 #define FERRY_TEST_PLUGIN "pipe"
@@ -267,4 +269,88 @@ TEST_CASE("fragment: deliver_units splits in place over a real pipe and restores
     CHECK(Clock::now() - start >= std::chrono::milliseconds(49));
     ::close(fds[0]);
     ::close(fds[1]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Floods: many FIFOs addressed to one reader.
+
+TEST_CASE("pipe: half frames in 40 FIFOs stay within the reader's buffer budget", "[pipe][hostile][flood]") {
+    using namespace std::chrono_literals;
+    using ferry::test::Child;
+    using ferry::test::wait_until;
+    cases::Env env;
+    constexpr std::size_t kMax = 16u << 20;
+    // The reader takes until a real writer's 100-byte message arrives.
+    TopicParams rp;
+    Child rd = cases::flood_target(env, kMax, rp);
+    const std::size_t budget = reader_budget(rp);  // default: 4 x 16 MiB
+    REQUIRE(budget == 4 * kMax);
+    const std::size_t baseline = cases::vm_rss(rd.pid());
+
+    struct sigaction ignore {}, old {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old);
+    struct Flow {
+        std::string path;
+        int fd;
+        std::size_t sent;
+        bool closed;
+    };
+    const std::size_t half = kMax / 2;
+    std::vector<Flow> flows;
+    for (std::uint32_t i = 0; i < 40; ++i) {
+        Flow f{runtime_path(rp.runtime_dir, rp.domain, make_endpoint_id(::getpid(), 1000 + i),
+                            addressed_to(rp.endpoint_id).c_str() + 1),
+               -1, 0, false};
+        REQUIRE(::mkfifo(f.path.c_str(), 0600) == 0);
+        // O_WRONLY|O_NONBLOCK opens once the reader has the FIFO open.
+        REQUIRE(wait_until([&] { return (f.fd = ::open(f.path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0; },
+                           5000ms));
+        const FrameHeader h{0x50595246u, 0, kMax - 64};
+        REQUIRE(::write(f.fd, &h, sizeof h) == sizeof h);
+        flows.push_back(f);
+    }
+    const std::vector<char> bytes(64 * 1024, 'x');
+    std::size_t peak = 0;
+    const auto until = Clock::now() + 30s;
+    for (;;) {
+        std::vector<pollfd> pfds;
+        std::vector<Flow*> who;
+        for (Flow& f : flows) {
+            if (f.closed || f.sent == half) continue;
+            pfds.push_back({f.fd, POLLOUT, 0});
+            who.push_back(&f);
+        }
+        if (pfds.empty() || Clock::now() > until) break;
+        ::poll(pfds.data(), pfds.size(), 100);
+        for (std::size_t i = 0; i < pfds.size(); ++i) {
+            if (pfds[i].revents == 0) continue;
+            Flow& f = *who[i];
+            const ssize_t n = ::write(f.fd, bytes.data(), std::min(bytes.size(), half - f.sent));
+            if (n > 0) f.sent += static_cast<std::size_t>(n);
+            else if (n < 0 && errno != EAGAIN) f.closed = true;  // EPIPE: the reader dropped it
+        }
+        peak = std::max(peak, cases::vm_rss(rd.pid()));
+    }
+    ::sigaction(SIGPIPE, &old, nullptr);
+    std::size_t dropped = 0;
+    for (Flow& f : flows) dropped += f.closed ? 1 : 0;
+    INFO("baseline " << (baseline >> 20) << " MiB, peak " << (peak >> 20) << " MiB, dropped " << dropped);
+    CHECK(peak < baseline + budget + (32u << 20));
+    CHECK(dropped >= 40 - budget / half);
+    for (Flow& f : flows) {
+        ::close(f.fd);
+        ::unlink(f.path.c_str());
+    }
+
+    // A real writer is still heard.
+    auto wp = env.params(Overflow::block, 8, kMax);
+    std::unique_ptr<Writer> w;
+    REQUIRE(env.transport.create_writer(wp, w));
+    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
+    LoanBuffer buf;
+    REQUIRE(w->loan(100, buf));
+    std::memset(buf.data, 1, 100);
+    REQUIRE(w->commit(buf, 100));
+    CHECK(rd.wait(10s) == 0);
 }

@@ -1,8 +1,10 @@
 // The shm transport through the SDK interface: semantics shared by every transport, plus what
 // only shared memory does (zero copy, the chunk pool, reclaiming a dead reader's chunks).
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -234,6 +237,47 @@ TEST_CASE("shm segment too big for /dev/shm is refused with a clear message", "[
     REQUIRE(st.code() == Errc::no_resources);
     CHECK(st.message().find("/dev/shm") != std::string::npos);
     CHECK(st.message().find("max_message_size") != std::string::npos);
+    CHECK(world.leftovers().empty());
+}
+
+TEST_CASE("shm: a full /dev/shm is no_resources at advertise, never SIGBUS, and others go on", "[shm][exhaustion]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: a private tmpfs on /dev/shm needs root");
+        return;
+    }
+    World world;
+    // In a private mount namespace /dev/shm is a 6 MiB tmpfs: two segments of ~4 MiB each fit
+    // alone, not together. Exit codes say which step failed; a signal would show as 128+n.
+    Child child = Child::fork([&]() -> int {
+        if (::unshare(CLONE_NEWNS) != 0) return 2;
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 3;
+        if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=6m,mode=1777") != 0) return 4;
+        const std::size_t max = 256 * 1024;  // depth 2: chunk_count_for_depth(2) = 14 chunks, ~3.6 MiB
+        auto wp1 = world.params(Overflow::block, 2, max);
+        auto wp2 = world.params(Overflow::block, 2, max);
+        auto rp = world.params(Overflow::block, 2, max);
+        std::unique_ptr<Writer> w1, w2;
+        if (!world.transport().create_writer(wp1, w1)) return 5;
+        const Status st = world.transport().create_writer(wp2, w2);
+        if (st.code() != Errc::no_resources || w2 != nullptr) return 6;
+        const std::string& m = st.message();
+        if (m.find("/dev/shm (6 MiB") == std::string::npos || m.find("cannot reserve") == std::string::npos ||
+            m.find(" MiB free)") == std::string::npos) {
+            std::fprintf(stderr, "unexpected message: %s\n", m.c_str());
+            return 7;
+        }
+        if (shm_exists(world.domain, wp2.endpoint_id, "shm")) return 8;  // nothing left behind
+        // The first publisher goes on, to a subscriber made after the refusal.
+        auto r = world.reader(rp);
+        connect(*w1, wp1, *r, rp);
+        for (std::uint64_t i = 0; i < 20; ++i) {
+            if (!publish(*w1, i, max)) return 9;
+            std::uint64_t seq = 0;
+            if (!receive(*r, seq, in(5000ms)) || seq != i) return 10;
+        }
+        return 0;
+    });
+    CHECK(child.wait(20s) == 0);
     CHECK(world.leftovers().empty());
 }
 

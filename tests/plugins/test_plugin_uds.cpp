@@ -1,7 +1,10 @@
 // The uds transport plugin through the SDK interface alone, with real processes and sockets.
 #include <catch2/catch.hpp>
 
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,9 +16,12 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include <ferry/transport/framed_stream.hpp>
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -784,4 +790,367 @@ TEST_CASE("uds: a runtime directory deeper than sun_path still works", "[uds]") 
     CHECK(take_one(*reader, st, ft::Clock::now() + 2s) == 9);
     reader.reset();
     CHECK(env.leftovers().empty());
+}
+
+// ---- floods, exhausted descriptors and other users ----
+
+namespace {
+
+// A connection that gives up after 2 s instead of blocking on a full backlog.
+int flood_connect(const std::string& path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void raise_nofile(rlim_t want) {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = std::min(want, rl.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+// Resident memory of a process, in bytes (VmRSS of /proc/<pid>/status).
+std::size_t vm_rss(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    }
+    return 0;
+}
+
+// CPU time (user + system) a process used so far, from /proc/<pid>/stat.
+std::chrono::milliseconds cpu_time(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream rest(all.substr(all.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    return std::chrono::milliseconds((utime + stime) * 1000 / static_cast<unsigned long long>(::sysconf(_SC_CLK_TCK)));
+}
+
+int open_fds() {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+// Reader child for the tests below: takes until it gets message `last`, reporting each seq on
+// `report`; the parent learns its endpoint from its pid (serial 1).
+int reader_child(Env& env, int ready, int report, std::uint64_t last, rlim_t nofile_headroom = 0) {
+    if (nofile_headroom != 0) {
+        rlimit rl{};
+        ::getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = static_cast<rlim_t>(open_fds()) + nofile_headroom;
+        if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 4;
+    }
+    std::unique_ptr<ft::Reader> r;
+    if (!env.sut.create_reader(env.params(ft::Overflow::block, ft::make_endpoint_id(::getpid(), 1)), r)) return 2;
+    const char c = 'r';
+    if (::write(ready, &c, 1) != 1) return 3;
+    for (;;) {
+        ft::Status st;
+        const std::uint64_t seq = take_one(*r, st, ft::Clock::now() + 1s);
+        if (!st) continue;
+        if (report >= 0 && ::write(report, &seq, sizeof seq) != sizeof seq) return 5;
+        if (seq == last) return 0;
+    }
+}
+
+bool read_with_timeout(int fd, void* buf, std::size_t len, std::chrono::milliseconds timeout) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && ::read(fd, buf, len) == static_cast<ssize_t>(len);
+}
+
+}  // namespace
+
+TEST_CASE("uds: 2000 idle connections held open never silence a real writer", "[uds][hostile][flood]") {
+    Env env;
+    auto rp = env.params();
+    rp.max_message_size = 4096;
+    auto reader = env.reader(rp);
+    const std::string path = sock_path(env, rp);
+
+    // The real publisher, in its own process, syncing as the discovery thread would.
+    Child pub = Child::fork([&] {
+        auto wp = env.params();
+        wp.max_message_size = 4096;
+        std::unique_ptr<ft::Writer> w;
+        if (!env.sut.create_writer(wp, w)) return 2;
+        for (std::uint64_t i = 0;; ++i) {
+            if (i % 20 == 0) w->sync_readers({peer(rp)});
+            if (!send(*w, i, 64)) return 3;
+            std::this_thread::sleep_for(1ms);  // a publisher's pace, not a wait for anything
+        }
+    });
+    std::uint64_t expect = 0;
+    auto receive_next = [&] {
+        ft::Status st;
+        const std::uint64_t seq = take_one(*reader, st, ft::Clock::now() + 5s);
+        INFO(st.message());
+        REQUIRE(st.is_ok());
+        REQUIRE(seq == expect);  // in order, nothing lost
+        ++expect;
+    };
+    for (int i = 0; i < 20; ++i) receive_next();
+
+    int done[2];
+    REQUIRE(::pipe(done) == 0);
+    Child flood = Child::fork([&] {
+        raise_nofile(4096);
+        std::vector<int> fds;
+        for (int i = 0; i < 2000; ++i) {
+            const int fd = flood_connect(path);
+            if (fd >= 0) fds.push_back(fd);
+        }
+        const std::uint32_t n = static_cast<std::uint32_t>(fds.size());
+        if (::write(done[1], &n, sizeof n) != sizeof n) return 2;
+        for (;;) ::pause();  // held open until killed
+    });
+    ::close(done[1]);
+    // During the flood (the reader must accept it: it only does so in take()).
+    std::uint32_t connected = 0;
+    for (;;) {
+        receive_next();
+        pollfd p{done[0], POLLIN, 0};
+        if (::poll(&p, 1, 0) == 1) {
+            REQUIRE(::read(done[0], &connected, sizeof connected) == sizeof connected);
+            break;
+        }
+        REQUIRE(flood.running());
+    }
+    ::close(done[0]);
+    CHECK(connected == 2000);
+    // While it is held open, and after it ends.
+    for (int i = 0; i < 100; ++i) receive_next();
+    flood.kill(SIGKILL);
+    flood.wait(5s);
+    for (int i = 0; i < 100; ++i) receive_next();
+    CHECK(pub.running());
+    CHECK(reader->lost() == 0);
+}
+
+TEST_CASE("uds: half frames on 40 connections stay within the reader's buffer budget", "[uds][hostile][flood]") {
+    Env env;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    Child rd = Child::fork([&] { return reader_child(env, ready[1], -1, 7); });
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    const auto rp = env.params(ft::Overflow::block, ft::make_endpoint_id(rd.pid(), 1));
+    const std::size_t budget = ft::reader_budget(rp);  // default: 4 x 16 MiB
+    REQUIRE(budget == 4 * kMaxDefault);
+    const std::size_t baseline = vm_rss(rd.pid());
+
+    struct Raw {
+        std::uint32_t a;
+        std::uint32_t b;
+        std::uint64_t c;
+    };
+    struct Flow {
+        int fd;
+        std::size_t sent;
+        bool closed;
+    };
+    const std::size_t half = kMaxDefault / 2;
+    const std::vector<char> bytes(256 * 1024, 'x');
+    std::vector<Flow> flows;
+    for (int i = 0; i < 40; ++i) {
+        const int fd = raw_connect(sock_path(env, rp));
+        REQUIRE(fd >= 0);
+        const Raw words[2] = {{0x48595246u, 1, 1000u + static_cast<std::uint64_t>(i)}, {0x31595246u, 0, kMaxDefault - 64}};
+        REQUIRE(::send(fd, words, sizeof words, MSG_NOSIGNAL) == sizeof words);
+        flows.push_back({fd, 0, false});
+    }
+    std::size_t peak = 0;
+    const auto until = ft::Clock::now() + 30s;
+    for (;;) {
+        std::vector<pollfd> pfds;
+        std::vector<Flow*> who;
+        for (Flow& f : flows) {
+            if (f.closed || f.sent == half) continue;
+            pfds.push_back({f.fd, POLLOUT, 0});
+            who.push_back(&f);
+        }
+        if (pfds.empty() || ft::Clock::now() > until) break;
+        ::poll(pfds.data(), pfds.size(), 100);
+        for (std::size_t i = 0; i < pfds.size(); ++i) {
+            if (pfds[i].revents == 0) continue;
+            Flow& f = *who[i];
+            const ssize_t n = ::send(f.fd, bytes.data(), std::min(bytes.size(), half - f.sent), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) f.sent += static_cast<std::size_t>(n);
+            else if (n < 0 && errno != EAGAIN) f.closed = true;
+        }
+        peak = std::max(peak, vm_rss(rd.pid()));
+    }
+    // The reader has read what the connections it kept sent.
+    CHECK(wait_until([&] {
+        for (Flow& f : flows) {
+            int queued = 0;
+            if (!f.closed && ::ioctl(f.fd, SIOCOUTQ, &queued) == 0 && queued > 0) return false;
+        }
+        return true;
+    }, 10s));
+    peak = std::max(peak, vm_rss(rd.pid()));
+    std::size_t dropped = 0;
+    for (Flow& f : flows) {
+        pollfd p{f.fd, POLLIN, 0};
+        if (f.closed || (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLIN)))) ++dropped;
+    }
+    INFO("baseline " << (baseline >> 20) << " MiB, peak " << (peak >> 20) << " MiB, dropped " << dropped);
+    // The constant: the two large chunks the pool keeps for reuse (half a frame touched in
+    // each here) and the small chunks of the greetings.
+    CHECK(peak < baseline + budget + (32u << 20));
+    CHECK(dropped >= 40 - budget / half);  // at most budget/half halves fit
+    for (Flow& f : flows) ::close(f.fd);
+
+    // A real writer is still heard.
+    auto writer = env.writer(env.params());
+    writer->sync_readers({peer(rp)});
+    REQUIRE(send(*writer, 7, 100).is_ok());
+    CHECK(rd.wait(10s) == 0);
+}
+
+TEST_CASE("uds: out of descriptors the reader does not spin, and it receives again", "[uds][hostile][emfile]") {
+    Env env;
+    int ready[2];
+    int report[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(report) == 0);
+    // The reader's process may open 12 more descriptors: its own 4 and a few connections.
+    Child rd = Child::fork([&] { return reader_child(env, ready[1], report[1], 999, 12); });
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    ::close(report[1]);
+    const auto rp = env.params(ft::Overflow::block, ft::make_endpoint_id(rd.pid(), 1));
+
+    std::vector<int> flood;
+    for (int i = 0; i < 300; ++i) {
+        const int fd = flood_connect(sock_path(env, rp));
+        if (fd >= 0) flood.push_back(fd);
+    }
+    CHECK(flood.size() == 300);
+    // The reader works through the backlog once, then must be idle although descriptors stay
+    // exhausted (a measurement window, not a wait for a condition).
+    std::this_thread::sleep_for(300ms);
+    const auto cpu0 = cpu_time(rd.pid());
+    std::this_thread::sleep_for(1500ms);
+    const auto used = cpu_time(rd.pid()) - cpu0;
+    INFO("reader CPU over 1.5 s with descriptors exhausted: " << used.count() << " ms");
+    CHECK(used < 150ms);
+
+    // A real writer gets in during the flood (an idle flood connection makes room) ...
+    auto writer = env.writer(env.params());
+    std::uint64_t seq = 0;
+    CHECK(wait_until([&] {
+        writer->sync_readers({peer(rp)});
+        if (!send(*writer, 1, 100)) return false;
+        return read_with_timeout(report[0], &seq, sizeof seq, 100ms) && seq == 1;
+    }, 5000ms));
+    // ... and after it.
+    for (int fd : flood) ::close(fd);
+    CHECK(wait_until([&] {
+        writer->sync_readers({peer(rp)});
+        if (!send(*writer, 999, 100)) return false;
+        return !rd.running();
+    }, 5000ms));
+    CHECK(rd.wait(5s) == 0);
+    ::close(report[0]);
+}
+
+TEST_CASE("uds: another user's writer is refused on a 0600 topic and finds out", "[uds][hostile][uid]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: connecting as another uid needs root");
+        return;
+    }
+    Env env;
+    auto rp = env.params();
+    REQUIRE(rp.mode == 0600);
+    auto reader = env.reader(rp);
+    // Let uid 65534 reach the socket through the file system: only the reader's check is left.
+    REQUIRE(::chmod(env.base.c_str(), 0755) == 0);
+    REQUIRE(::chmod(sock_path(env, rp).c_str(), 0666) == 0);
+
+    Child other = Child::fork([&] {
+        if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) return 2;
+        std::unique_ptr<ft::Writer> w;
+        if (!env.sut.create_writer(env.params(), w)) return 3;
+        const auto until = ft::Clock::now() + 5s;
+        while (ft::Clock::now() < until) {
+            w->sync_readers({peer(rp)});
+            const ft::Status st = send(*w, 1, 100);
+            if (st.code() == ft::Errc::permission_denied && w->reader_count() == 0) {
+                return st.message().find("another user") != std::string::npos ? 0 : 4;
+            }
+            std::this_thread::sleep_for(20ms);  // a publisher's pace
+        }
+        return 5;
+    });
+    while (other.running()) {
+        ft::Status st;
+        take_one(*reader, st, ft::Clock::now() + 50ms);
+        REQUIRE(st.code() == ft::Errc::timeout);  // nothing from the other user
+    }
+    CHECK(other.wait(1s) == 0);
+    // The owner's own writer is heard.
+    auto writer = env.writer(env.params());
+    writer->sync_readers({peer(rp)});
+    REQUIRE(send(*writer, 2, 100).is_ok());
+    ft::Status st;
+    CHECK(take_one(*reader, st, ft::Clock::now() + 2s) == 2);
+}
+
+TEST_CASE("uds: a writer that cannot connect says so in reader_count and commit", "[uds][hostile][flood]") {
+    Env env;
+    auto rp = env.params();
+    auto reader = env.reader(rp);  // never takes: nothing is accepted, the backlog fills
+    const std::string path = sock_path(env, rp);
+    Child child = Child::fork([&] {
+        raise_nofile(16384);
+        // Fill the listen backlog as a flood would.
+        std::vector<int> fds;
+        for (int i = 0; i < 10000; ++i) {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) return 10;  // RLIMIT_NOFILE's hard limit is below the backlog
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+                ::close(fd);
+                if (errno == EAGAIN) break;
+                return 2;
+            }
+            fds.push_back(fd);
+        }
+        std::unique_ptr<ft::Writer> w;
+        if (!env.sut.create_writer(env.params(), w)) return 3;
+        w->sync_readers({peer(rp)});
+        if (w->reader_count() != 0) return 4;
+        const ft::Status st = send(*w, 1, 100);
+        if (st.code() != ft::Errc::no_resources) return 5;
+        return st.message().find("1 reader(s) refused") != std::string::npos ? 0 : 6;
+    });
+    const int code = child.wait(20s);
+    if (code == 10) {
+        WARN("skipped: RLIMIT_NOFILE's hard limit is too low to fill a listen backlog");
+        return;
+    }
+    CHECK(code == 0);
 }

@@ -20,7 +20,7 @@ std::string unique_domain() {
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = std::chrono::steady_clock::now() + time_bound(timeout);
     while (true) {
         if (condition()) return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -50,16 +50,27 @@ Child Child::spawn(const std::vector<std::string>& argv, const std::map<std::str
     const int out = ::mkstemp(tmpl);
     if (out < 0) throw std::runtime_error("mkstemp failed");
     c.output_path_ = tmpl;
+    // argv and the environment are built before fork: the child only calls dup2 and execve and
+    // allocates nothing, since an allocator lock another thread held at the fork (ASan's is not
+    // fork-safe) would hang it.
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string entry = *e;
+        if (env.count(entry.substr(0, entry.find('='))) == 0) env_strings.push_back(entry);
+    }
+    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
     c.pid_ = ::fork();
     if (c.pid_ < 0) throw std::runtime_error("fork failed");
     if (c.pid_ == 0) {
         ::dup2(out, 1);
         ::dup2(out, 2);
-        for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        ::execv(args[0], args.data());
+        ::execve(args[0], args.data(), envp.data());
         ::_exit(127);
     }
     ::close(out);

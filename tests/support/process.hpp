@@ -16,7 +16,19 @@ namespace ferry::test {
 // A domain no other test (or earlier run) uses: "t<pid>_<n>".
 std::string unique_domain();
 
-// Polls `condition` every millisecond until it holds or `timeout` passes.
+#ifndef FERRY_TEST_TIME_SCALE
+#define FERRY_TEST_TIME_SCALE 1
+#endif
+// An upper time bound a test asserts, for this build: as written in a normal build, multiplied
+// by FERRY_TEST_TIME_SCALE in a sanitizer build (tests/CMakeLists.txt), where instrumented code
+// runs several times slower. Lower bounds ("waited at least") are never scaled.
+template <class Rep, class Period>
+constexpr std::chrono::duration<Rep, Period> time_bound(std::chrono::duration<Rep, Period> d) {
+    return d * FERRY_TEST_TIME_SCALE;
+}
+
+// Polls `condition` every millisecond until it holds or `timeout` passes (time_bound(timeout)
+// in a sanitizer build).
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 class Child {

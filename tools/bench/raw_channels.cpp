@@ -287,6 +287,9 @@ public:
     }
 
 private:
+    // The only wall-clock deadline in the tree, on purpose: this baseline measures the calls as
+    // plain POSIX code makes them (ferry's mq plugin waits with ppoll instead). It is a safety
+    // net against a dead peer; a wall-clock step during a run stretches or cuts it.
     static timespec deadline_in_10s() {
         timespec ts{};
         ::clock_gettime(CLOCK_REALTIME, &ts);

@@ -14,6 +14,7 @@
 #include <ferry/introspection.hpp>
 
 #include "cli.hpp"
+#include "output.hpp"
 
 namespace ferry::cli {
 
@@ -22,14 +23,7 @@ std::atomic<bool> g_interrupted{false};
 namespace {
 extern "C" void on_signal(int) { g_interrupted.store(true); }
 
-std::string one_line(std::string s) {
-    for (char& c : s)
-        if (c == '\n' || c == '\r') c = ' ';
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s;
-}
-
-void fail(const std::string& message) { std::fprintf(stderr, "ferry: %s\n", one_line(message).c_str()); }
+void fail(const std::string& message) { std::fprintf(stderr, "ferry: %s\n", shown(message).c_str()); }
 }  // namespace
 
 void install_signal_handlers() {

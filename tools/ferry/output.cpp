@@ -5,7 +5,11 @@
 #include <cstdio>
 #include <sstream>
 
+#include <ferry/transport/text.hpp>
+
 namespace ferry::cli {
+
+std::string shown(const std::string& s) { return transport::escape_control(s); }
 
 std::string json_escape(const std::string& s) {
     std::string out = "\"";
@@ -83,6 +87,7 @@ Table::Table(std::vector<std::string> headers, std::vector<bool> right_aligned)
 
 void Table::add_row(std::vector<std::string> cells) {
     cells.resize(headers_.size());
+    for (auto& c : cells) c = shown(c);
     rows_.push_back(std::move(cells));
 }
 

@@ -35,6 +35,9 @@ private:
 };
 
 std::string to_string(const Json& j);
+// User text (names, paths, messages) for a human-readable line: control characters escaped, so a
+// name cannot split the line or drive the terminal. Table cells and errors go through it.
+std::string shown(const std::string& s);
 std::string json_escape(const std::string& s);
 
 // Columns aligned to the widest cell; numeric columns right-aligned.

@@ -56,7 +56,7 @@ int run_node_list(const Globals& g) {
         return kExitOk;
     }
     if (nodes.empty()) {
-        out("no nodes in domain " + g.domain + "\n");
+        out("no nodes in domain " + shown(g.domain) + "\n");
         return kExitOk;
     }
     Table table({"NODE", "PID", "PUBS", "SUBS", "PUBLISHES", "SUBSCRIBES"}, {false, true, true, true, false, false});
@@ -148,7 +148,7 @@ int run_config_check(const Globals& g, const ConfigOptions& o) {
         return kExitOk;
     }
     std::string s = path.empty() ? "no config file (no FERRY_CONFIG, no ./ferry.toml): built-in defaults apply\n"
-                                 : path + ": valid (" + source + ")\n";
+                                 : shown(path) + ": valid (" + shown(source) + ")\n";
     if (!resolved.empty()) {
         Table table({"TOPIC", "TRANSPORT", "DEPTH", "OVERFLOW", "MAX SIZE", "BLOCK TIMEOUT", "MODE"},
                     {false, false, true, false, true, true, false});
@@ -174,12 +174,12 @@ int run_clean(const Globals& g) {
         return kExitOk;
     }
     if (removed.empty()) {
-        out("nothing to clean in domain " + g.domain + "\n");
+        out("nothing to clean in domain " + shown(g.domain) + "\n");
         return kExitOk;
     }
     std::string s;
-    for (const auto& r : removed) s += "removed " + r + "\n";
-    s += std::to_string(removed.size()) + " object(s) of dead processes removed from domain " + g.domain + "\n";
+    for (const auto& r : removed) s += "removed " + shown(r) + "\n";
+    s += std::to_string(removed.size()) + " object(s) of dead processes removed from domain " + shown(g.domain) + "\n";
     out(s);
     return kExitOk;
 }

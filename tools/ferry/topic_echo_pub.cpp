@@ -45,7 +45,8 @@ int run_echo(const Globals& g, const EchoOptions& o) {
     const std::string type = sub.type_name();
     const bool user_type = !is_builtin_type(type);
     if (user_type && !o.raw && !modules.supports(type) && !g.json)
-        std::fprintf(stderr, "ferry: no type support for '%s': showing raw bytes (pass --types MODULE)\n", type.c_str());
+        std::fprintf(stderr, "ferry: no type support for '%s': showing raw bytes (pass --types MODULE)\n",
+                     shown(type).c_str());
 
     std::uint64_t received = 0;
     const auto deadline = o.timeout >= 0 ? start + std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -59,7 +60,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
         if (!s) continue;
         ++received;
         const auto& mi = s->info();
-        const std::int64_t latency_ns = steady_now_ns() - mi.timestamp_ns;
+        const std::int64_t latency_ns = wall_now_ns() - mi.timestamp_ns;
 
         std::optional<std::string> decoded;  // JSON (g.json or user type) or text
         std::string error;
@@ -92,7 +93,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
                     std::to_string(mi.size) + " bytes, latency " + human_seconds(latency_ns * 1e-9) +
                     (error.empty() ? "" : " (" + error + ")") + "\n";
         }
-        if (decoded) text += *decoded + "\n";
+        if (decoded) text += shown(*decoded) + "\n";
         else text += hex_preview(s->data(), s->size(), o.max_bytes);
         if (o.count != 1 && !decoded) text += "---\n";
         out(text);
@@ -143,16 +144,19 @@ int run_pub(const Globals& g, const PubOptions& o) {
     auto next = std::chrono::steady_clock::now();
     std::uint64_t sent = 0, failed = 0;
     while (!g_interrupted.load() && (count == 0 || sent + failed < count)) {
+        // Counted before publishing: a subscriber that takes this message and leaves at once
+        // may already be gone from the count afterwards.
+        const std::size_t subscribers = pub.subscriber_count();
         const Status st = pub.publish(bytes.data(), bytes.size());
         if (st) {
             ++sent;
             if (!g.json)
-                out("published #" + std::to_string(sent) + " on '" + o.topic + "' (" + type + ", " +
-                    std::to_string(bytes.size()) + " bytes, " + std::to_string(pub.subscriber_count()) +
+                out("published #" + std::to_string(sent) + " on '" + shown(o.topic) + "' (" + shown(type) + ", " +
+                    std::to_string(bytes.size()) + " bytes, " + std::to_string(subscribers) +
                     " subscriber(s))\n");
         } else {
             ++failed;
-            std::fprintf(stderr, "ferry: publish on '%s': %s\n", o.topic.c_str(), st.message().c_str());
+            std::fprintf(stderr, "ferry: publish on '%s': %s\n", shown(o.topic).c_str(), shown(st.message()).c_str());
         }
         if (count != 0 && sent + failed >= count) break;
         next += period;

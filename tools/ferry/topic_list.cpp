@@ -97,7 +97,8 @@ Json endpoint_json(const EndpointInfo& e) {
         .add("pid", Json::integer(e.pid))
         .add("role", Json::string(e.publisher ? "publisher" : "subscriber"))
         .add("messages", Json::unsigned_integer(e.messages))
-        .add("bytes", Json::unsigned_integer(e.bytes));
+        .add("bytes", Json::unsigned_integer(e.bytes))
+        .add("undelivered", Json::unsigned_integer(e.undelivered));
 }
 
 void add_topic_list_info(CLI::App& topic, Globals& g) {
@@ -142,7 +143,7 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
                 return kExitOk;
             }
             if (after.empty()) {
-                out("no topics in domain " + g.domain + "\n");
+                out("no topics in domain " + shown(g.domain) + "\n");
                 return kExitOk;
             }
             std::vector<std::string> headers{"TOPIC", "TYPE", "TRANSPORT", "PUBS", "SUBS", "MSG/S", "BYTES/S"};
@@ -209,9 +210,9 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             char mode[8];
             std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(t.qos.mode));
             std::string s;
-            s += "topic:      " + t.name + "\n";
-            s += "type:       " + t.type + "\n";
-            s += "transport:  " + t.qos.transport + "\n";
+            s += "topic:      " + shown(t.name) + "\n";
+            s += "type:       " + shown(t.type) + "\n";
+            s += "transport:  " + shown(t.qos.transport) + "\n";
             s += "qos:        depth " + std::to_string(t.qos.depth) + ", overflow " +
                  transport::overflow_name(t.qos.overflow) + ", max message " +
                  human_bytes(static_cast<double>(t.qos.max_message_size)) + ", block timeout " +
@@ -219,13 +220,19 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             s += "counters:   " + std::to_string(c.messages) + " messages, " + std::to_string(c.bytes) +
                  " bytes published\n";
             s += "endpoints:  " + std::to_string(c.publishers) + " publisher(s), " + std::to_string(c.subscribers) +
-                 " subscriber(s)\n";
+                 " subscriber(s)";
+            for (const auto& p : list_plugins())
+                if (p.name == t.qos.transport && p.max_readers != 0)
+                    s += " (" + p.name + " serves at most " + std::to_string(p.max_readers) + ")";
+            s += "\n";
             out(s);
-            Table table({"ROLE", "NODE", "PID", "ENDPOINT", "MESSAGES", "BYTES"}, {false, false, true, false, true, true});
+            Table table({"ROLE", "NODE", "PID", "ENDPOINT", "MESSAGES", "BYTES", "UNDELIVERED"},
+                        {false, false, true, false, true, true, true});
             for (const auto& e : t.endpoints)
                 table.add_row({e.publisher ? "publisher" : "subscriber", e.node, std::to_string(e.pid), hex_id(e.id),
                                e.publisher ? std::to_string(e.messages) : "-",
-                               e.publisher ? std::to_string(e.bytes) : "-"});
+                               e.publisher ? std::to_string(e.bytes) : "-",
+                               e.publisher ? std::to_string(e.undelivered) : "-"});
             if (!table.empty()) out("\n" + table.str());
             return kExitOk;
         };

@@ -181,7 +181,7 @@ int run_stats(const Globals& g, const StatsOptions& o) {
             auto s = sub.take(wait);
             if (!s) continue;
             const std::int64_t t = steady_now_ns();
-            w.add(Point{t, s->size(), t - s->info().timestamp_ns});
+            w.add(Point{t, s->size(), wall_now_ns() - s->info().timestamp_ns});
         }
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -18,9 +18,15 @@ void add_topic_stats(CLI::App& topic, Globals& g);      // topic_stats.cpp
 Json qos_json(const Qos& q);
 Json endpoint_json(const EndpointInfo& e);
 
-// steady_clock now in ns: the clock of MessageInfo::timestamp_ns.
+// steady_clock now in ns: the clock of rate windows.
 inline std::int64_t steady_now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// system_clock now in ns: the clock of MessageInfo::timestamp_ns, for delays.
+inline std::int64_t wall_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 

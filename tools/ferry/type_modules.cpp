@@ -1,10 +1,13 @@
 #include "type_modules.hpp"
 
+#include <dlfcn.h>
+
 #include <boost/dll/shared_library.hpp>
 #include <boost/filesystem/operations.hpp>
 
 #define FERRY_TYPE_SUPPORT_ABI_ONLY
 #include <ferry/type_support.hpp>
+#include <ferry/transport/posix.hpp>
 
 #include "cli.hpp"
 
@@ -33,8 +36,16 @@ TypeModules::TypeModules(const std::vector<std::string>& paths) {
         boost::system::error_code ec;
         // A bare file name is looked up like any library (LD_LIBRARY_PATH, system folders).
         const bool bare = path.find('/') == std::string::npos && !boost::filesystem::exists(path);
+        // Loaded code runs with our rights: the same rules as for transport plugins.
+        if (!bare) {
+            if (const std::string problem = transport::module_file_problem(path, true); !problem.empty())
+                throw RuntimeError("cannot load type support " + path + ": " + problem);
+        }
         m->lib.load(path, bare ? boost::dll::load_mode::search_system_folders : boost::dll::load_mode::default_mode, ec);
-        if (ec) throw RuntimeError("cannot load type support " + path + ": " + ec.message());
+        if (ec) {
+            const char* why = ::dlerror();  // names the file and the reason; ec says "Bad file descriptor"
+            throw RuntimeError("cannot load type support " + path + ": " + (why ? std::string(why) : ec.message()));
+        }
         for (const char* sym : {ts::kAbiVersionSymbol, ts::kCountSymbol, ts::kNameSymbol, ts::kToJsonSymbol, ts::kFromJsonSymbol})
             if (!m->lib.has(sym))
                 throw RuntimeError("cannot load type support " + path + ": not a type-support module (no " + sym + ")");

@@ -143,26 +143,39 @@ Status deliver_units(std::byte* message,
         std::size_t waiting = 0;
         for (UnitTarget* t : targets) {
             if (!t->waiting_) continue;
+            // Where nothing may be waited for (fail, a stalled reader under block), a message
+            // of several units starts only if all of them fit: a started one must be finished.
+            const bool no_wait = overflow == Overflow::fail || (overflow == Overflow::block && t->stalled_);
+            if (no_wait && t->next_unit_ == 0 && t->units_ > 1 && t->hooks.free_units != nullptr &&
+                t->hooks.free_units(t->fd) < t->units_) {
+                finish(t, overflow == Overflow::fail ? Errc::would_block : Errc::timeout, false);
+                continue;
+            }
             int err = 0;
             while (t->next_unit_ < t->units_) {
                 err = send_one_unit(message, size, *t, writer_id, send);
-                if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest && t->stalled_ &&
+                if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest &&
                     t->hooks.make_room != nullptr && !t->room_made_) {
-                    // The reader stopped draining: discard its oldest units, room for the whole
-                    // message at once so that it never waits half-way.
+                    // Never wait under drop_oldest: discard the reader's oldest units, room for
+                    // the whole message at once so that it never waits half-way.
                     t->room_made_ = true;
                     if (t->hooks.make_room(t->fd, t->units_) > 0) continue;
                 }
                 if (err != 0) break;
-                if (t->next_unit_ == 0 && !t->room_made_) t->stalled_ = false;
+                if (t->next_unit_ == 0) t->stalled_ = false;
                 ++t->next_unit_;
             }
             if (t->next_unit_ == t->units_) {
                 finish(t, Errc::ok, true);
-            } else if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::fail) {
-                finish(t, Errc::would_block, false);
-            } else if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest && t->stalled_) {
+            } else if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest) {
                 finish(t, Errc::ok, true);  // skipped: the reader sees the gap and counts it lost
+            } else if (err == EAGAIN && t->next_unit_ == 0 && t->stalled_ &&
+                       ((t->pid > 0 && !process_alive(t->pid)) ||
+                        (t->hooks.still_there != nullptr && t->object != nullptr && !t->hooks.still_there(t->object)))) {
+                t->broken = true;  // it stopped taking because it is gone
+                finish(t, Errc::ok, false);
+            } else if (err == EAGAIN && t->next_unit_ == 0 && no_wait) {
+                finish(t, overflow == Overflow::fail ? Errc::would_block : Errc::timeout, false);
             } else if (err == EAGAIN) {
                 ++waiting;
             } else {
@@ -185,27 +198,19 @@ Status deliver_units(std::byte* message,
                 --waiting;
                 continue;
             }
-            Clock::time_point until = deadline;
-            if (overflow == Overflow::drop_oldest && t->next_unit_ == 0) {
-                if (t->grace_until_ == Clock::time_point{}) t->grace_until_ = std::min(deadline, now + kDropOldestGrace);
-                until = t->grace_until_;
-            }
-            if (now >= until) {
-                if (overflow == Overflow::drop_oldest) t->stalled_ = true;
-                if (overflow == Overflow::drop_oldest && t->next_unit_ == 0 && t->hooks.make_room != nullptr &&
-                    !t->room_made_) {
-                    earliest = now;  // retry at once: the next pass makes room
-                    continue;
-                }
-                if (overflow == Overflow::drop_oldest && t->next_unit_ == 0) {
-                    finish(t, Errc::ok, true);
-                } else {
-                    finish(t, Errc::timeout, t->next_unit_ > 0);  // a started message: the reader drops the partial
-                }
+            // Under drop_oldest and fail only the rest of a started message is waited for.
+            const Clock::time_point until =
+                overflow == Overflow::block ? deadline : std::min(deadline, now + kDropOldestGrace);
+            if (t->grace_until_ == Clock::time_point{}) t->grace_until_ = until;
+            if (now >= t->grace_until_) {
+                // A reader that stayed full for block_timeout is skipped at once from now on,
+                // until a unit goes in again: it costs the others one timeout, not one each.
+                if (overflow == Overflow::block && t->next_unit_ == 0) t->stalled_ = true;
+                finish(t, Errc::timeout, t->next_unit_ > 0);  // a started message: the reader drops the partial
                 --waiting;
                 continue;
             }
-            earliest = std::min(earliest, until);
+            earliest = std::min(earliest, t->grace_until_);
         }
         if (waiting == 0) break;
         pollfd inline_fds[kInlinePoll];
@@ -625,7 +630,12 @@ Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         st = deliver_units(l.buffer.data.get() + kUnitHeaderSize, size, params_.endpoint_id, params_.overflow,
                            Clock::now() + params_.block_timeout, targets_, send_, what_);
         std::size_t broken_after = 0;
-        for (const UnitTarget* t : targets_) broken_after += t->broken ? 1 : 0;
+        std::uint64_t missed = 0;
+        for (const UnitTarget* t : targets_) {
+            broken_after += t->broken ? 1 : 0;
+            missed += t->outcome_ == Errc::timeout || t->outcome_ == Errc::would_block ? 1 : 0;
+        }
+        if (missed) undelivered_.fetch_add(missed, std::memory_order_relaxed);
         if (guard_sigpipe_) {
             if (broken_after != broken_before && !sigismember(&old_set, SIGPIPE)) {
                 const struct timespec zero {};
@@ -710,7 +720,11 @@ FragmentingReader::FragmentingReader(const Host& host, TopicParams params, const
     : host_(host),
       params_(std::move(params)),
       what_(what),
-      reassembler_(Reassembler::Limits{params_.max_message_size}) {
+      reassembler_(Reassembler::Limits{
+          params_.max_message_size, 32,
+          // The configured budget (never below two whole messages), else the Reassembler's.
+          params_.reader_buffer_budget != 0 ? std::max(params_.reader_buffer_budget, 2 * params_.max_message_size)
+                                            : 0}) {
     held_.reserve(4);
     if (params_.overflow == Overflow::drop_oldest) {
         latest_ = std::make_unique<LatestQueue>(params_.depth);

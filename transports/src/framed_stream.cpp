@@ -4,8 +4,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace ferry::transport {
@@ -119,20 +121,51 @@ void FramedWriter::drop(Channel& ch, const char* why) {
     log(*host_, LogLevel::debug,
         std::string(options_.name) + ": writer of " + params_.topic + " drops reader " + hex_id(ch.reader_id) + ": " +
             why);
+    // Under mu_: sync_readers reads the descriptors of listed channels (refusals) under it.
+    std::lock_guard<std::mutex> lock(mu_);
     ch.dead = true;
     ch.fd.reset();
-    std::lock_guard<std::mutex> lock(mu_);
     auto it = conns_.find(ch.reader_id);
     if (it != conns_.end() && it->second.get() == &ch) {
         forget_locked(ch);
         conns_.erase(it);
-        count_.store(conns_.size(), std::memory_order_relaxed);
+        update_count_locked();
         generation_.fetch_add(1, std::memory_order_release);
     }
 }
 
-// Sends one frame to every reader. Each put is non-blocking; readers whose stream is full are
-// then waited for together, so one commit blocks for at most block_timeout in total.
+void FramedWriter::update_count_locked() {
+    std::size_t n = 0;
+    for (const auto& entry : conns_) n += refused_.count(entry.first) == 0 ? 1 : 0;
+    count_.store(n, std::memory_order_relaxed);
+    refused_count_.store(refused_.size(), std::memory_order_relaxed);
+}
+
+void FramedWriter::note_refused_locked(std::uint64_t reader_id, Errc code, std::string why) {
+    // Not at once again: a reader that turned us away is retried after a while.
+    constexpr auto kRetry = std::chrono::seconds(1);
+    if (refused_.count(reader_id) == 0) {
+        log(*host_, LogLevel::warn,
+            std::string(options_.name) + ": writer of " + params_.topic + ": reader " + hex_id(reader_id) + " " + why);
+    }
+    refused_[reader_id] = Refused{code, std::move(why), Clock::now() + kRetry};
+}
+
+// The stream failed: if its reader said why (refused or dropped us), remember it.
+void FramedWriter::check_refused(Channel& ch) {
+    std::string why;
+    Errc code = Errc::no_resources;
+    if (!refused(ch, why, code)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    note_refused_locked(ch.reader_id, code, std::move(why));
+    update_count_locked();
+}
+
+// Sends one frame to every reader. Each put is non-blocking; under block, readers whose
+// stream is full are then waited for together, so one commit blocks for at most block_timeout
+// in total, and a reader that stayed full that long is "stalled": skipped at once, without
+// waiting, until its stream has room for a whole frame again. drop_oldest and fail never wait
+// for room; only the rest of a frame larger than the free room (a partial put) is waited for.
 Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
     refresh_snapshot();
     FrameHeader header{options_.magic, 0, total - kFrameHeaderSize};
@@ -141,6 +174,7 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
     Errc worst = Errc::ok;
     std::size_t full = 0;
     std::size_t torn = 0;
+    std::size_t stalled = 0;
 
     pending_.clear();
     for (auto& sp : snapshot_) {
@@ -148,9 +182,18 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         if (ch.dead) continue;
         header.dropped_before = ch.dropped;
         std::memcpy(frame, &header, kFrameHeaderSize);
-        if (overflow == Overflow::fail && refuse(ch, total)) {
-            worst = Errc::would_block;
-            ++full;
+        const bool no_wait = overflow != Overflow::block || ch.stalled;
+        if (no_wait && refuse(ch, total)) {
+            // Putting part of it would commit us to wait for the rest.
+            if (ch.stalled && !peer_alive(ch)) {
+                drop(ch, "reader gone");
+            } else if (drop_oldest) {
+                ++ch.dropped;  // reported in the next frame's header
+            } else {
+                worst = overflow == Overflow::fail ? Errc::would_block : Errc::timeout;
+                ++full;
+                stalled += ch.stalled ? 1 : 0;
+            }
             continue;
         }
         const ssize_t n = put(ch, frame, total);
@@ -160,26 +203,27 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         } else if (n > 0) {
             pending_.push_back({&ch, static_cast<std::size_t>(n)});
         } else if (n < 0 && is_retry(errno)) {
-            // drop_oldest: the reader's drain thread empties its stream all the time and drops
-            // the oldest itself, so a full stream is a moment's wait, and skipping this frame
-            // would drop the newest. Only a reader that stopped draining costs the wait.
             if (!peer_alive(ch)) {
                 drop(ch, "reader gone");
-            } else if (overflow == Overflow::fail) {
-                worst = Errc::would_block;
+            } else if (drop_oldest) {
+                ++ch.dropped;
+            } else if (no_wait) {
+                worst = overflow == Overflow::fail ? Errc::would_block : Errc::timeout;
                 ++full;
-            } else if (drop_oldest && ch.stalled) {
-                ++ch.dropped;  // reported in the next frame's header
+                stalled += ch.stalled ? 1 : 0;
             } else {
                 pending_.push_back({&ch, 0});
             }
         } else {
-            drop(ch, n < 0 ? std::strerror(errno) : options_.closed);
+            const int err = errno;
+            check_refused(ch);
+            drop(ch, n < 0 ? std::strerror(err) : options_.closed);
         }
     }
 
     if (!pending_.empty()) {
-        const auto wait = drop_oldest && options_.drop_oldest_wait.count() > 0
+        // Under drop_oldest and fail only the rest of a frame is waited for (briefly).
+        const auto wait = overflow != Overflow::block && options_.drop_oldest_wait.count() > 0
                               ? std::min<Clock::duration>(params_.block_timeout, options_.drop_oldest_wait)
                               : Clock::duration(params_.block_timeout);
         const auto deadline = Clock::now() + wait;
@@ -209,7 +253,9 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
                 } else if (n < 0 && is_retry(errno)) {
                     continue;
                 } else {
-                    drop(*p.ch, n < 0 ? std::strerror(errno) : options_.closed);
+                    const int err = errno;
+                    check_refused(*p.ch);
+                    drop(*p.ch, n < 0 ? std::strerror(err) : options_.closed);
                 }
                 pending_[i] = pending_.back();
                 pending_.pop_back();
@@ -217,30 +263,75 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
         }
         for (Pending& p : pending_) {
             if (p.sent == 0) {
+                // Only under block: it stayed full for block_timeout.
                 ++full;
-                if (drop_oldest) {
-                    ++p.ch->dropped;  // reported in the next frame's header
-                    if (options_.skip_stalled) p.ch->stalled = true;
-                }
+                p.ch->stalled = true;
+                worst = Errc::timeout;
             } else {
                 // Half a frame is in the stream: closing it is the only way to keep the reader
                 // from ever seeing a torn message.
                 drop(*p.ch, "timed out in the middle of a frame");
                 ++torn;
+                if (drop_oldest) continue;
+                worst = Errc::timeout;
             }
-            if (!drop_oldest) worst = Errc::timeout;
         }
     }
 
+    if (worst == Errc::ok && refused_count_.load(std::memory_order_relaxed) != 0) {
+        // Listed readers that turned this writer away get nothing: say so, not success.
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!refused_.empty()) {
+            const Refused& first = refused_.begin()->second;
+            return Status(first.code, std::string(options_.name) + ": topic " + params_.topic + ": " +
+                                          std::to_string(refused_.size()) + " reader(s) refused this writer (reader " +
+                                          hex_id(refused_.begin()->first) + " " + first.why + ")");
+        }
+    }
     if (worst == Errc::ok) return Status::ok();
+    undelivered_.fetch_add(full + torn, std::memory_order_relaxed);
     std::string msg = std::string(options_.name) + ": topic " + params_.topic + ": ";
     if (worst == Errc::would_block) {
         msg += std::to_string(full) + " reader(s) had a full " + options_.queue + " (overflow fail)";
     } else {
         msg += std::to_string(full + torn) + " reader(s) stayed full for block_timeout";
+        if (stalled) msg += " (" + std::to_string(stalled) + " stalled: skipped until they drain)";
         if (torn) msg += " (" + std::to_string(torn) + " " + options_.torn + ")";
     }
     return Status(worst, std::move(msg));
+}
+
+Status FramedWriter::flush(Clock::time_point deadline) noexcept {
+    try {
+        for (;;) {
+            refresh_snapshot();
+            std::size_t queued = 0;
+            std::size_t readers = 0;
+            for (auto& sp : snapshot_) {
+                if (sp->dead) continue;
+                const std::size_t n = undrained(*sp);
+                if (n == 0) continue;
+                if (!peer_alive(*sp)) {
+                    drop(*sp, "reader gone");
+                    continue;
+                }
+                queued += n;
+                ++readers;
+            }
+            if (queued == 0) return Status::ok();
+            if (expired(deadline)) {
+                return Status(Errc::timeout, std::string(options_.name) + ": topic " + params_.topic + ": " +
+                                                 std::to_string(queued) + " byte(s) not taken by " +
+                                                 std::to_string(readers) + " reader(s) when the writer closed");
+            }
+            // Nothing to wait on for "the reader read": poll gently.
+            const auto step = std::chrono::milliseconds(2);
+            const auto until = std::min<Clock::time_point>(deadline, Clock::now() + step);
+            ::poll(nullptr, 0, poll_timeout_ms(until));
+        }
+    } catch (...) {
+        return Status(Errc::internal, std::string(options_.name) + ": flush failed");
+    }
 }
 
 void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
@@ -248,28 +339,51 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
         std::lock_guard<std::mutex> sync_lock(sync_mu_);
         std::vector<PeerInfo> to_add;
         bool changed = false;
+        const auto now = Clock::now();
         {
             std::lock_guard<std::mutex> lock(mu_);
+            auto listed = [&](std::uint64_t id) {
+                return std::any_of(readers.begin(), readers.end(), [&](const PeerInfo& p) { return p.endpoint_id == id; });
+            };
+            for (auto it = refused_.begin(); it != refused_.end();) {
+                it = listed(it->first) ? std::next(it) : refused_.erase(it);
+            }
             for (auto it = conns_.begin(); it != conns_.end();) {
-                const bool listed = std::any_of(readers.begin(), readers.end(),
-                                                [&](const PeerInfo& p) { return p.endpoint_id == it->first; });
-                if (listed) {
-                    ++it;
-                } else {
-                    forget_locked(*it->second);
+                Channel& ch = *it->second;
+                std::string why;
+                Errc code = Errc::no_resources;
+                if (!listed(it->first)) {
+                    forget_locked(ch);
                     it = conns_.erase(it);  // the writer thread closes it with its snapshot
                     changed = true;
+                } else if (!ch.dead && refused(ch, why, code)) {
+                    note_refused_locked(it->first, code, std::move(why));
+                    forget_locked(ch);
+                    it = conns_.erase(it);
+                    changed = true;
+                } else {
+                    // A stream opened by an earlier sync and not turned away: the reader took us.
+                    if (!ch.dead && refused_.erase(it->first) != 0) changed = true;
+                    ++it;
                 }
             }
             for (const PeerInfo& p : readers) {
-                if (p.endpoint_id != 0 && conns_.count(p.endpoint_id) == 0) to_add.push_back(p);
+                if (p.endpoint_id == 0 || conns_.count(p.endpoint_id) != 0) continue;
+                const auto r = refused_.find(p.endpoint_id);
+                if (r == refused_.end() || r->second.retry_at <= now) to_add.push_back(p);
             }
         }
         for (const PeerInfo& p : to_add) {
             std::string error;
-            auto ch = open_channel(p, error);
+            Errc refusal = Errc::ok;
+            auto ch = open_channel(p, error, refusal);
             if (!ch) {
                 log(*host_, LogLevel::debug, std::string(options_.name) + ": writer of " + params_.topic + ": " + error);
+                if (refusal != Errc::ok) {
+                    std::lock_guard<std::mutex> lock(mu_);
+                    note_refused_locked(p.endpoint_id, refusal, error);
+                    changed = true;
+                }
                 continue;
             }
             ch->reader_id = p.endpoint_id;
@@ -279,7 +393,7 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
         }
         if (changed) {
             std::lock_guard<std::mutex> lock(mu_);
-            count_.store(conns_.size(), std::memory_order_relaxed);
+            update_count_locked();
             generation_.fetch_add(1, std::memory_order_release);
         }
     } catch (...) {
@@ -288,6 +402,14 @@ void FramedWriter::sync_readers(const std::vector<PeerInfo>& readers) noexcept {
 }
 
 // ---- ChunkPool ----
+
+void ChunkMemory::operator()(std::byte* p) const noexcept {
+    if (size > ChunkPool::kChunkSize) {
+        ::munmap(p, size);
+    } else {
+        delete[] p;
+    }
+}
 
 ChunkPool::~ChunkPool() {
     for (Chunk* c : all_) delete c;
@@ -310,7 +432,13 @@ ChunkPool::Chunk* ChunkPool::get_locked(std::size_t need) {
         // Not zeroed: pages the peer never fills are never touched.
         auto fresh = std::make_unique<Chunk>();
         fresh->cap = std::max(need, kChunkSize);
-        fresh->mem.reset(new std::byte[fresh->cap]);
+        if (fresh->cap > kChunkSize) {
+            void* p = ::mmap(nullptr, fresh->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) throw std::bad_alloc();
+            fresh->mem = std::unique_ptr<std::byte[], ChunkMemory>(static_cast<std::byte*>(p), ChunkMemory{fresh->cap});
+        } else {
+            fresh->mem = std::unique_ptr<std::byte[], ChunkMemory>(new std::byte[fresh->cap], ChunkMemory{fresh->cap});
+        }
         all_.insert(fresh.get());
         chunk = fresh.release();
     }
@@ -458,6 +586,26 @@ Status DropOldestRing::take(SampleBuffer& out, Clock::time_point deadline, bool 
 void DropOldestRing::wake_all() {
     { std::lock_guard<std::mutex> lock(mu_); }
     cv_.notify_all();
+}
+
+// ---- budget and throttled logging ----
+
+std::size_t reader_budget(const TopicParams& params) noexcept {
+    const std::size_t frame = kFrameHeaderSize + params.max_message_size;
+    const std::size_t budget = params.reader_buffer_budget != 0
+                                   ? params.reader_buffer_budget
+                                   : std::max<std::size_t>(4 * params.max_message_size, std::size_t{8} << 20);
+    return std::max(budget, 2 * frame);
+}
+
+bool LogThrottle::due(std::uint64_t& count) noexcept {
+    ++pending_;
+    const auto now = Clock::now();
+    if (now < next_) return false;
+    next_ = now + std::chrono::seconds(1);
+    count = pending_;
+    pending_ = 0;
+    return true;
 }
 
 // ---- epoll and eventfd ----

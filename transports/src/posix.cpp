@@ -2,9 +2,12 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
 #include <linux/futex.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -60,6 +63,38 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, Clock:
 
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+bool world_writable(const std::string& path) noexcept {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0;
+}
+
+std::string module_file_problem(const std::string& path, bool check_directory) {
+    // O_NONBLOCK: a FIFO in the module's place must not hang the check.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid()) {
+        const int err = errno;
+        return err == ENOENT ? std::string("no such file") : std::string("cannot open: ") + std::strerror(err);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return std::string("cannot stat: ") + std::strerror(errno);
+    if (!S_ISREG(st.st_mode)) return S_ISDIR(st.st_mode) ? "is a directory, not a module" : "not a regular file";
+    char magic[4] = {};
+    if (::read(fd.get(), magic, sizeof magic) != static_cast<ssize_t>(sizeof magic) || std::memcmp(magic, "\x7f" "ELF", 4) != 0)
+        return "not a shared library (no ELF header)";
+    char* resolved = ::realpath(path.c_str(), nullptr);
+    const std::string real = resolved != nullptr ? resolved : path;
+    std::free(resolved);
+    if ((st.st_mode & S_IWOTH) != 0)
+        return "the file is world-writable (anyone could replace its code): chmod o-w " + real;
+    if (check_directory) {
+        const auto slash = real.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : real.substr(0, slash);
+        if (world_writable(dir))
+            return "its directory " + dir + " is world-writable (anyone could replace the module): move it elsewhere";
+    }
+    return {};
 }
 
 }  // namespace ferry::transport

@@ -9,6 +9,7 @@
 #include <string>
 
 #include <ferry/export.hpp>
+#include <ferry/transport/text.hpp>
 #include <ferry/transport/transport.hpp>
 
 namespace ferry {
@@ -17,9 +18,11 @@ using Errc = transport::Errc;
 using Status = transport::Status;
 using Overflow = transport::Overflow;
 
+// what() is one line: control characters in `message` (from names, paths, the OS) are escaped.
 class FERRY_API Error : public std::runtime_error {
 public:
-    Error(Errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    Error(Errc code, const std::string& message)
+        : std::runtime_error(transport::escape_control(message)), code_(code) {}
     Errc code() const noexcept { return code_; }
 
 private:

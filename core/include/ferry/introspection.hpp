@@ -21,6 +21,9 @@ struct EndpointInfo {
     int pid = 0;
     std::uint64_t messages = 0;  // publishers: messages sent so far
     std::uint64_t bytes = 0;     // publishers: payload bytes sent so far
+    // publishers: messages a subscriber did not get (its queue stayed full under block or was
+    // full under fail; a stalled subscriber misses messages until it drains)
+    std::uint64_t undelivered = 0;
 };
 
 struct TopicInfo {
@@ -46,6 +49,7 @@ struct PluginInfo {
     std::uint32_t abi_version = 0;  // the transport ABI it was built for (loaded: this ferry's)
     bool zero_copy = false;
     std::size_t max_message_size = 0;
+    std::size_t max_readers = 0;  // subscribers per topic the transport serves (0: no limit)
     std::string summary;
 };
 

@@ -24,7 +24,7 @@ struct ReaderBox;
 struct MessageInfo {
     std::uint64_t sequence = 0;      // per publisher, from 1, no gaps unless messages were dropped
     std::uint64_t publisher_id = 0;  // the publisher's endpoint id (unique in the domain)
-    std::int64_t timestamp_ns = 0;   // CLOCK_MONOTONIC at publish: comparable across processes
+    std::int64_t timestamp_ns = 0;   // CLOCK_REALTIME at publish (ns since 1970): comparable across processes, containers' time namespaces and hosts
     std::size_t size = 0;            // payload bytes
 };
 

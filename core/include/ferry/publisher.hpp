@@ -1,7 +1,12 @@
 // Publishers: RawPublisher sends bytes, Publisher<T> sends T (serialized straight into a
 // buffer loaned from the topic's transport). Both are cheap handles; copies share one endpoint,
-// which leaves the registry when the last copy is dropped. Use one publisher from one thread
-// at a time.
+// which leaves the registry when the last copy is dropped. publish(), loan() and a loan's
+// publish() may be called from several threads at once on one publisher: they take turns, and
+// each publisher's sequence numbers follow the order of the commits. After fork() a publisher
+// made by the parent is inert in the child (its calls fail, dropping it touches nothing).
+//
+// Dropping the last copy first waits, up to the topic's linger_ms, until every subscriber took
+// what was published (flush()), so a publisher that exits right after publish() loses nothing.
 #pragma once
 
 #include <chrono>
@@ -32,6 +37,10 @@ public:
     // A buffer of `size` bytes to fill and publish (see RawLoan). An invalid loan and the
     // reason in `status` when the transport cannot lend one (too large, pool exhausted).
     RawLoan loan(std::size_t size, Status* status = nullptr);
+
+    // Waits, without spinning, until every subscriber took what was published so far, or left
+    // or died. Errc::timeout, saying how much stayed undelivered, when `timeout` passes.
+    Status flush(std::chrono::milliseconds timeout);
 
     // Subscribers the transport currently delivers to.
     std::size_t subscriber_count() const;

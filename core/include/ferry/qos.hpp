@@ -18,6 +18,15 @@ struct Qos {
     std::size_t max_message_size = 16u << 20;  // largest payload, in bytes
     std::chrono::milliseconds block_timeout{1000};  // how long `block` waits
     std::uint32_t mode = 0600;                 // permission bits of the topic's OS objects
+    // Per endpoint, not per topic (never taken from the registry):
+    // how long closing a publisher waits for its subscribers to take what it published.
+    std::chrono::milliseconds linger{2000};
+    // samples (take_sample / RawSubscriber::take views) one subscriber may hold at once.
+    std::uint32_t max_held_samples = 4;
+    // Bytes one subscriber may hold in incomplete messages from all its publishers together
+    // (stream and fragmenting transports); 0: 4 x max_message_size, at least 8 MiB. A local
+    // setting: not part of the topic's record.
+    std::size_t reader_buffer_budget = 0;
 };
 
 }  // namespace ferry

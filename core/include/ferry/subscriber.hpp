@@ -24,6 +24,10 @@ public:
     explicit RawSubscriber(std::shared_ptr<detail::SubscriberCore> core) : core_(std::move(core)) {}
 
     // Blocks (no spinning) until a message arrives or `timeout` passes (empty optional).
+    // Several threads may take at once: each message goes to one of them. The sample is a view
+    // held until it is dropped; holding more than the topic's max_held_samples at once throws
+    // ferry::Error (no_resources), so that a hoarder cannot starve the other subscribers. In a
+    // child process after fork(), a subscriber made by the parent throws ferry::Error.
     std::optional<RawSample> take(std::chrono::nanoseconds timeout);
     // Never blocks.
     std::optional<RawSample> try_take();

@@ -1,9 +1,15 @@
 #include "config/config.hpp"
 
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -15,7 +21,14 @@ namespace ferry::detail {
 
 namespace {
 
-constexpr const char* kRuleKeys = "transport, depth, overflow, max_message_size, block_timeout_ms, mode";
+// A ferry config is a few dozen lines two levels deep: anything far beyond is not one, and toml++
+// parses (and frees) nested tables and arrays recursively, so depth must be bounded before it runs.
+constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
+constexpr int kMaxNesting = 64;
+
+constexpr const char* kRuleKeys =
+    "transport, depth, overflow, max_message_size, block_timeout_ms, mode, linger_ms, max_held_samples, "
+    "reader_buffer_budget";
 
 [[noreturn]] void fail_at(const std::string& source, const toml::source_region& where, const std::string& what) {
     std::ostringstream os;
@@ -30,6 +43,17 @@ std::int64_t require_int(const std::string& source, const toml::node& n, const c
                 std::string("'") + key + "' must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
     }
     return *v;
+}
+
+// A byte count: an integer, or a string such as "16MiB".
+std::size_t require_size(const std::string& source, const toml::node& n, std::size_t max, const char* what) {
+    std::optional<std::size_t> size;
+    if (n.is_integer() && *n.value<std::int64_t>() >= 0)
+        size = static_cast<std::size_t>(*n.value<std::int64_t>());
+    else if (n.is_string())
+        size = parse_size(*n.value<std::string>());
+    if (!size || *size > max) fail_at(source, n.source(), what);
+    return *size;
 }
 
 ConfigRule parse_rule(const std::string& source, const toml::table& table, bool is_default) {
@@ -53,16 +77,17 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
                 fail_at(source, node.source(), "'overflow' must be one of: block, drop_oldest, fail");
             rule.overflow = *s == "block" ? Overflow::block : *s == "fail" ? Overflow::fail : Overflow::drop_oldest;
         } else if (key == "max_message_size") {
-            std::optional<std::size_t> size;
-            if (node.is_integer() && *node.value<std::int64_t>() >= 0)
-                size = static_cast<std::size_t>(*node.value<std::int64_t>());
-            else if (node.is_string())
-                size = parse_size(*node.value<std::string>());
-            if (!size || *size > (std::size_t{1} << 32))
-                fail_at(source, node.source(), "'max_message_size' must be a size up to 4GiB, e.g. 65536 or \"16MiB\"");
-            rule.max_message_size = size;
+            rule.max_message_size = require_size(source, node, std::size_t{1} << 32,
+                                                 "'max_message_size' must be a size up to 4GiB, e.g. 65536 or \"16MiB\"");
         } else if (key == "block_timeout_ms") {
             rule.block_timeout = std::chrono::milliseconds(require_int(source, node, "block_timeout_ms", 0, 3600 * 1000));
+        } else if (key == "linger_ms") {
+            rule.linger = std::chrono::milliseconds(require_int(source, node, "linger_ms", 0, 3600 * 1000));
+        } else if (key == "max_held_samples") {
+            rule.max_held_samples = static_cast<std::uint32_t>(require_int(source, node, "max_held_samples", 1, 1024));
+        } else if (key == "reader_buffer_budget") {
+            rule.reader_buffer_budget = require_size(source, node, std::size_t{1} << 40,
+                                                     "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
@@ -84,11 +109,98 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
         out.transport_explicit = true;
         out.where = source + ":" + std::to_string(rule.transport_line);
     }
-    if (rule.depth) out.qos.depth = *rule.depth;
+    if (rule.depth) {
+        out.qos.depth = *rule.depth;
+        out.depth_explicit = true;
+    }
     if (rule.overflow) out.qos.overflow = *rule.overflow;
     if (rule.max_message_size) out.qos.max_message_size = *rule.max_message_size;
     if (rule.block_timeout) out.qos.block_timeout = *rule.block_timeout;
     if (rule.mode) out.qos.mode = *rule.mode;
+    if (rule.linger) out.qos.linger = *rule.linger;
+    if (rule.max_held_samples) out.qos.max_held_samples = *rule.max_held_samples;
+    if (rule.reader_buffer_budget) out.qos.reader_buffer_budget = *rule.reader_buffer_budget;
+}
+
+[[noreturn]] void fail_line(const std::string& source, int line, const std::string& what) {
+    throw Error(Errc::invalid_argument, source + ":" + std::to_string(line) + ": " + what);
+}
+
+// Walks the text as TOML lexes it (strings, comments, keys, values) and refuses it at the first
+// place where tables, arrays, inline tables and dotted keys nest deeper than kMaxNesting.
+void check_nesting(std::string_view text, const std::string& source) {
+    enum class Ctx : char { key, value };
+    std::vector<char> open;  // '[' array, '{' inline table, innermost last
+    Ctx ctx = Ctx::key;
+    int header = 0;    // levels opened by the current [table] header
+    int key_dots = 0;  // dots of the key being read
+    int line = 1;
+    bool in_header = false;
+    auto check = [&](int depth) {
+        if (depth > kMaxNesting)
+            fail_line(source, line, "tables, arrays and dotted keys nest deeper than " + std::to_string(kMaxNesting) +
+                                        " levels; a ferry config needs two");
+    };
+    const std::size_t n = text.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        const char c = text[i];
+        if (c == '\n') {
+            ++line;
+            if (open.empty()) {
+                ctx = Ctx::key;
+                key_dots = 0;
+                in_header = false;
+            }
+            continue;
+        }
+        if (c == '#') {
+            while (i + 1 < n && text[i + 1] != '\n') ++i;
+            continue;
+        }
+        if (c == '"' || c == '\'') {
+            const bool multi = i + 2 < n && text[i + 1] == c && text[i + 2] == c;
+            const std::string_view close = multi ? std::string_view(c == '"' ? "\"\"\"" : "'''") : std::string_view(&text[i], 1);
+            i += multi ? 3 : 1;
+            while (i < n && text.substr(i, close.size()) != close) {
+                if (text[i] == '\n') ++line;
+                if (c == '"' && text[i] == '\\') ++i;
+                ++i;
+            }
+            i += close.size() - 1;
+            continue;
+        }
+        if (ctx == Ctx::key) {
+            if (open.empty() && !in_header && c == '[' && key_dots == 0) {
+                in_header = true;
+                header = 1;
+                if (i + 1 < n && text[i + 1] == '[') ++i;
+            } else if (c == '.') {
+                if (in_header) {
+                    check(++header);
+                } else {
+                    check(header + static_cast<int>(open.size()) + ++key_dots + 1);
+                }
+            } else if (c == '=') {
+                ctx = Ctx::value;
+                key_dots = 0;
+            } else if (c == '}' && !open.empty() && open.back() == '{') {
+                open.pop_back();
+                ctx = Ctx::value;
+            }
+            continue;
+        }
+        if (c == '[' || c == '{') {
+            open.push_back(c);
+            check(header + static_cast<int>(open.size()) + 1);
+            ctx = c == '{' ? Ctx::key : Ctx::value;
+            key_dots = 0;
+        } else if ((c == ']' || c == '}') && !open.empty()) {
+            open.pop_back();
+        } else if (c == ',' && !open.empty() && open.back() == '{') {
+            ctx = Ctx::key;
+            key_dots = 0;
+        }
+    }
 }
 
 }  // namespace
@@ -114,6 +226,7 @@ std::optional<std::size_t> parse_size(std::string_view text) {
 }
 
 Config Config::parse(std::string_view text, const std::string& source) {
+    check_nesting(text, source);
     toml::table root;
     try {
         root = toml::parse(text, source);
@@ -138,17 +251,49 @@ Config Config::parse(std::string_view text, const std::string& source) {
 }
 
 Config Config::load_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(Errc::invalid_argument, "config: cannot open " + path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse(ss.str(), path);
+    auto refuse = [&](const std::string& why) { throw Error(Errc::invalid_argument, "config: " + path + ": " + why); };
+    // O_NONBLOCK: opening a FIFO without a writer must not wait for one.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) refuse(std::string("cannot open: ") + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) refuse(std::string("cannot stat: ") + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) {
+        const char* kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                           : S_ISSOCK(st.st_mode) ? "a socket" : "not a regular file";
+        refuse(std::string("is ") + kind + "; a config must be a regular file");
+    }
+    auto too_large = [&](std::uint64_t size) {
+        refuse("is " + std::to_string(size) + " bytes; a config may be at most " + std::to_string(kMaxConfigBytes) +
+               " bytes (1 MiB)");
+    };
+    if (static_cast<std::uint64_t>(st.st_size) > kMaxConfigBytes) too_large(static_cast<std::uint64_t>(st.st_size));
+    std::string text(static_cast<std::size_t>(st.st_size) + 1, '\0');
+    std::size_t got = 0;
+    while (true) {
+        if (got == text.size()) {
+            if (text.size() > kMaxConfigBytes) too_large(text.size());  // grew while being read
+            text.resize(std::min(text.size() * 2, kMaxConfigBytes + 1));
+        }
+        const ssize_t r = ::read(fd, &text[got], text.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) refuse(std::string("cannot read: ") + std::strerror(errno));
+        if (r == 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    text.resize(got);
+    return parse(text, path);
 }
 
 Config Config::load_for_node(const std::optional<std::string>& explicit_path) {
     if (explicit_path) return load_file(*explicit_path);
     if (const char* env = std::getenv("FERRY_CONFIG"); env && *env) return load_file(env);
-    if (std::ifstream("ferry.toml").good()) return load_file("ferry.toml");
+    // stat, not open: a FIFO named ferry.toml must be refused by load_file, not waited on.
+    if (struct stat st {}; ::stat("ferry.toml", &st) == 0) return load_file("ferry.toml");
     return Config();
 }
 

@@ -7,6 +7,9 @@
 //   max_message_size = "16MiB"
 //   block_timeout_ms = 1000
 //   mode = "0600"              # "0660" lets the file's group in
+//   linger_ms = 2000           # closing a publisher waits this long for undelivered messages
+//   max_held_samples = 4       # samples one subscriber may hold at once
+//   reader_buffer_budget = "64MiB"  # incomplete messages one subscriber may hold (0: default)
 //
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
@@ -32,6 +35,9 @@ struct ConfigRule {
     std::optional<std::size_t> max_message_size;
     std::optional<std::chrono::milliseconds> block_timeout;
     std::optional<std::uint32_t> mode;
+    std::optional<std::chrono::milliseconds> linger;
+    std::optional<std::uint32_t> max_held_samples;
+    std::optional<std::size_t> reader_buffer_budget;
 };
 
 class Config {
@@ -50,6 +56,7 @@ public:
         Qos qos;
         bool transport_explicit = false;  // set by the file, not the built-in default
         std::string where;                // "file:line" of the transport setting
+        bool depth_explicit = false;      // depth set by the file, not the built-in default
     };
     Resolved resolve(const std::string& topic) const;
     // [defaults] over the built-in defaults (what applies to the domain as a whole).

@@ -13,6 +13,8 @@
 
 #include <ferry/error.hpp>
 
+#include <ferry/transport/posix.hpp>
+
 #include "log/log.hpp"
 
 namespace ferry::detail {
@@ -77,10 +79,7 @@ std::string join_names(const std::vector<std::string>& names) {
 
 // Anyone could drop a module into a world-writable directory: such a directory is searched
 // only when the user names it in FERRY_PLUGIN_PATH.
-bool builtin_dir_allowed(const std::string& dir) {
-    struct stat st {};
-    return !(::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0);
-}
+bool builtin_dir_allowed(const std::string& dir) { return !transport::world_writable(dir); }
 
 std::vector<std::string> plugin_search_path() {
     std::vector<std::string> dirs;
@@ -133,6 +132,9 @@ std::vector<std::string> available_transports() {
 }
 
 std::shared_ptr<LoadedTransport> load_transport_file(const std::string& path) {
+    // The directory was vetted by plugin_search_path (or named by the user in FERRY_PLUGIN_PATH).
+    if (const std::string problem = transport::module_file_problem(path, false); !problem.empty())
+        throw Error(Errc::invalid_argument, "plugin " + path + ": cannot load: " + problem);
     boost::dll::shared_library lib;
     boost::system::error_code ec;
     lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);

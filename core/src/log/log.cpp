@@ -5,6 +5,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <ferry/transport/text.hpp>
+
 namespace ferry::detail {
 
 namespace {
@@ -23,17 +25,22 @@ spdlog::logger& logger() {
 
 }  // namespace
 
-void log_debug(const std::string& m) { logger().debug(m); }
-void log_info(const std::string& m) { logger().info(m); }
-void log_warn(const std::string& m) { logger().warn(m); }
-void log_error(const std::string& m) { logger().error(m); }
+// Every line is one line: names in messages may hold any byte.
+void log_debug(const std::string& m) {
+    if (logger().should_log(spdlog::level::debug)) logger().debug(transport::escape_control(m));
+}
+void log_info(const std::string& m) {
+    if (logger().should_log(spdlog::level::info)) logger().info(transport::escape_control(m));
+}
+void log_warn(const std::string& m) { logger().warn(transport::escape_control(m)); }
+void log_error(const std::string& m) { logger().error(transport::escape_control(m)); }
 
 void log_from_plugin(int level, const char* message) {
     static constexpr spdlog::level::level_enum kMap[] = {spdlog::level::trace, spdlog::level::debug,
                                                          spdlog::level::info, spdlog::level::warn,
                                                          spdlog::level::err};
     const int i = level < 0 ? 0 : level > 4 ? 4 : level;
-    logger().log(kMap[i], message);
+    if (logger().should_log(kMap[i])) logger().log(kMap[i], transport::escape_control(message ? message : ""));
 }
 
 }  // namespace ferry::detail

@@ -1,5 +1,6 @@
 // The core's logging, through spdlog (kept out of every header). Level from FERRY_LOG_LEVEL:
 // trace, debug, info, warn, error, off. Default: warn (quiet unless something is wrong).
+// Control characters in a message are escaped (transport::escape_control): one line each.
 #pragma once
 
 #include <string>

@@ -32,7 +32,7 @@ namespace ferry::detail {
 
 namespace {
 constexpr std::uint64_t kMagic = 0x5947455259524546ull;  // "FERRYREGY"
-constexpr std::uint32_t kVersion = 3;
+constexpr std::uint32_t kVersion = 4;
 // Sized for 500 processes of one domain, each with a few endpoints (about 1.2 MB of /dev/shm).
 constexpr std::size_t kMaxParticipants = 1024;
 constexpr std::size_t kMaxTopics = 1024;
@@ -89,6 +89,7 @@ struct alignas(64) ShmEndpoint {
     char node[kNodeLen];
     alignas(64) std::atomic<std::uint64_t> messages;
     std::atomic<std::uint64_t> bytes;
+    std::atomic<std::uint64_t> undelivered;
 };
 
 struct RegistryLayout {
@@ -767,7 +768,7 @@ bool Registry::rejoin_if_needed() {
     if (!shm_) return true;
     Lock lock(*this);
     for (auto& l : local_) {
-        auto added = add_locked(l.topic, false, l.role, l.id, l.node);
+        auto added = add_locked(l.topic, false, l.role, l.id, l.node, 0);  // it was admitted already
         if (!added.ok) {
             log_error("registry: cannot re-register endpoint of '" + l.topic.name + "': " + added.error);
             l.now = EndpointCounters{};
@@ -897,14 +898,15 @@ Registry::AddResult Registry::add_endpoint(const TopicRecord& wanted,
                                            bool transport_explicit,
                                            Role role,
                                            std::uint64_t endpoint_id,
-                                           const std::string& node) {
+                                           const std::string& node,
+                                           std::size_t max_subscribers) {
     AddResult out;
     if (wanted.name.size() >= kNameLen || wanted.type.size() >= kTypeLen || wanted.qos.transport.size() >= kTransportLen) {
         out.error = "topic name, type name or transport name too long (limits: 191, 191, 31 bytes)";
         return out;
     }
     Lock lock(*this);
-    out = add_locked(wanted, transport_explicit, role, endpoint_id, node);
+    out = add_locked(wanted, transport_explicit, role, endpoint_id, node, max_subscribers);
     if (out.ok) {
         TopicRecord effective = out.topic;
         if (effective.type.empty()) effective.type = wanted.type;
@@ -918,7 +920,8 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
                                          bool transport_explicit,
                                          Role role,
                                          std::uint64_t endpoint_id,
-                                         const std::string& node) {
+                                         const std::string& node,
+                                         std::size_t max_subscribers) {
     AddResult out;
     auto find_index = [&] {
         for (std::uint32_t i = 0; i < kMaxTopics; ++i)
@@ -948,6 +951,18 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
                         "' (created by pid " + std::to_string(out.topic.creator_pid) + "), but the config selects '" +
                         wanted.qos.transport + "'";
             return out;
+        }
+        if (role == Role::subscriber && max_subscribers != 0) {
+            std::size_t subscribers = 0;
+            for (auto& e : shm_->endpoints)
+                if (e.state.load() == kLive && e.topic == index && e.role == static_cast<std::uint32_t>(Role::subscriber))
+                    ++subscribers;
+            if (subscribers >= max_subscribers) {
+                out.error = "topic '" + wanted.name + "' already has " + std::to_string(subscribers) +
+                            " subscribers, the most transport '" + out.topic.qos.transport +
+                            "' serves; a publisher could not deliver to one more";
+                return out;
+            }
         }
     } else {
         if (wanted.type.empty()) {
@@ -1002,6 +1017,7 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
     copy_str(slot->node, kNodeLen, node);
     slot->messages.store(0);
     slot->bytes.store(0);
+    slot->undelivered.store(0);
     shm_->topics[index].state.store(kLive);
     slot->state.store(kLive);
     shm_->topics[index].changes.fetch_add(1);
@@ -1010,6 +1026,7 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
     out.topic_index = index;
     out.counters.messages = &slot->messages;
     out.counters.bytes = &slot->bytes;
+    out.counters.undelivered = &slot->undelivered;
     return out;
 }
 
@@ -1046,6 +1063,8 @@ std::vector<EndpointRecord> Registry::endpoints() {
         if (l.now.messages && l.now.messages != l.first.messages) {
             l.now.messages->store(l.first.messages->load(std::memory_order_relaxed), std::memory_order_relaxed);
             l.now.bytes->store(l.first.bytes->load(std::memory_order_relaxed), std::memory_order_relaxed);
+            if (l.now.undelivered && l.first.undelivered)
+                l.now.undelivered->store(l.first.undelivered->load(std::memory_order_relaxed), std::memory_order_relaxed);
         }
     std::vector<EndpointRecord> out;
     for (auto& e : shm_->endpoints) {
@@ -1058,6 +1077,7 @@ std::vector<EndpointRecord> Registry::endpoints() {
         r.pid = e.pid;
         r.messages = e.messages.load(std::memory_order_relaxed);
         r.bytes = e.bytes.load(std::memory_order_relaxed);
+        r.undelivered = e.undelivered.load(std::memory_order_relaxed);
         out.push_back(std::move(r));
     }
     return out;

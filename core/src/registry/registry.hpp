@@ -45,11 +45,13 @@ struct EndpointRecord {
     pid_t pid = 0;
     std::uint64_t messages = 0;
     std::uint64_t bytes = 0;
+    std::uint64_t undelivered = 0;  // publisher: messages a subscriber did not get (Writer::undelivered)
 };
 
 struct EndpointCounters {
     std::atomic<std::uint64_t>* messages = nullptr;
     std::atomic<std::uint64_t>* bytes = nullptr;
+    std::atomic<std::uint64_t>* undelivered = nullptr;
 };
 
 // Identity of a process that survives pid reuse: pid + start time (clock ticks since boot).
@@ -89,12 +91,14 @@ public:
     };
     // Adds an endpoint. If the topic exists, its type must equal `wanted.type` (unless `type`
     // is empty for an any-type subscriber) and its transport must equal wanted.qos.transport
-    // when `transport_explicit`; otherwise the topic is created from `wanted`.
+    // when `transport_explicit`; otherwise the topic is created from `wanted`. A subscriber is
+    // refused when the topic already has `max_subscribers` (0: no limit).
     AddResult add_endpoint(const TopicRecord& wanted,
                            bool transport_explicit,
                            Role role,
                            std::uint64_t endpoint_id,
-                           const std::string& node);
+                           const std::string& node,
+                           std::size_t max_subscribers = 0);
     void remove_endpoint(std::uint64_t endpoint_id);
 
     std::vector<TopicRecord> topics();
@@ -164,7 +168,7 @@ private:
     void detach() noexcept;
     bool truncated() const noexcept;
     AddResult add_locked(const TopicRecord& wanted, bool transport_explicit, Role role, std::uint64_t endpoint_id,
-                         const std::string& node);
+                         const std::string& node, std::size_t max_subscribers);
     void bump_locked() noexcept;
     void repair_locked() noexcept;
     // Drops entries whose token is in `dead_tokens` (nullptr: checks every token now).

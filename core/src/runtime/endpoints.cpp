@@ -1,5 +1,7 @@
 #include "runtime/endpoints.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -14,6 +16,16 @@ namespace ferry::detail {
 
 namespace {
 
+std::atomic<std::uint64_t> g_forks{0};
+void count_fork_in_child() noexcept { g_forks.fetch_add(1, std::memory_order_relaxed); }
+[[maybe_unused]] const bool g_fork_handler = ::pthread_atfork(nullptr, nullptr, &count_fork_in_child) == 0;
+
+Error forked_error(const std::string& what, const std::string& topic) {
+    return Error(Errc::invalid_argument, what + " of topic '" + topic +
+                                             "' was made by the parent process before fork(): it is inert in the "
+                                             "child; create a new ferry::Node in the child");
+}
+
 std::vector<transport::PeerInfo> peers_of(const std::vector<EndpointRecord>& all, const std::string& topic, Role role) {
     std::vector<transport::PeerInfo> out;
     for (const auto& e : all)
@@ -22,8 +34,11 @@ std::vector<transport::PeerInfo> peers_of(const std::vector<EndpointRecord>& all
     return out;
 }
 
-std::int64_t monotonic_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(transport::Clock::now().time_since_epoch()).count();
+// Publish time on the wall clock (CLOCK_REALTIME): the one clock that processes in other time
+// namespaces (containers) and recorders (MCAP's publish_time) agree on. Never used as a deadline.
+std::int64_t wall_clock_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 void check_topic_name(const std::string& topic) {
@@ -51,19 +66,25 @@ std::shared_ptr<Core> create_following_races(const EndpointSpec& spec, Once once
 
 }  // namespace
 
-transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id) {
+transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std::uint64_t id) {
     transport::TopicParams params;
-    params.domain = p.domain();
-    params.topic = topic;
-    params.runtime_dir = p.runtime_dir();
+    params.domain = spec.participant->domain();
+    params.topic = spec.topic;
+    params.runtime_dir = spec.participant->runtime_dir();
     params.endpoint_id = id;
     params.depth = qos.depth;
     params.overflow = qos.overflow;
     params.max_message_size = qos.max_message_size + kFrameHeaderSize;
     params.block_timeout = qos.block_timeout;
     params.mode = qos.mode;
+    // An endpoint that follows an existing topic's other depth did not ask for that depth itself:
+    // like the built-in default, it may get what the system allows.
+    params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
+    params.reader_buffer_budget = qos.reader_buffer_budget;
     return params;
 }
+
+std::uint64_t fork_generation() noexcept { return g_forks.load(std::memory_order_relaxed); }
 
 Qos agree_with_registry(const EndpointSpec& spec, std::optional<TopicRecord>* found) {
     check_topic_name(spec.topic);
@@ -77,7 +98,11 @@ Qos agree_with_registry(const EndpointSpec& spec, std::optional<TopicRecord>* fo
         throw Error(Errc::invalid_argument, "transport conflict on topic '" + spec.topic + "': it is carried by '" +
                                                 existing->qos.transport + "', but " + spec.where + " selects '" +
                                                 spec.qos.transport + "'");
-    return existing->qos;
+    Qos qos = existing->qos;
+    // What is per endpoint comes from this endpoint's config, not from the topic's creator.
+    qos.linger = spec.qos.linger;
+    qos.max_held_samples = spec.qos.max_held_samples;
+    return qos;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,6 +114,7 @@ std::shared_ptr<PublisherCore> PublisherCore::create(const EndpointSpec& spec) {
 
 std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& spec) {
     auto core = std::make_shared<PublisherCore>();
+    core->fork_generation_ = fork_generation();
     core->participant_ = spec.participant;
     core->topic_ = spec.topic;
     core->type_ = spec.type;
@@ -97,7 +123,7 @@ std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& sp
     core->lib_ = load_transport(core->qos_.transport);
     core->id_ = spec.participant->next_endpoint_id();
     auto& t = core->lib_->get();
-    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
         throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_writer(params, core->writer_); !st)
@@ -118,6 +144,17 @@ std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& sp
 }
 
 PublisherCore::~PublisherCore() {
+    if (inherited_by_fork(fork_generation_)) {
+        // The writer and its registry entry are the parent's: touch neither.
+        (void)writer_.release();
+        return;
+    }
+    if (registered_ && writer_) {
+        // Still registered, so that a subscriber that has not attached yet still can.
+        const Status st = flush(qos_.linger);
+        if (!st) log_warn("publisher of '" + topic_ + "' closed after linger_ms " + std::to_string(qos_.linger.count()) +
+                          " with messages undelivered: " + st.message());
+    }
     if (registered_) {
         participant_->remove(this);
         try {
@@ -142,11 +179,20 @@ bool PublisherCore::wait_for_subscribers(std::size_t n, std::chrono::millisecond
     return readers_changed_.wait_for(lock, timeout, [&] { return writer_->reader_count() >= n; });
 }
 
+Status PublisherCore::flush(std::chrono::milliseconds timeout) {
+    if (inherited_by_fork(fork_generation_)) return Status(Errc::invalid_argument, forked_error("a publisher", topic_).what());
+    std::lock_guard<std::mutex> lock(use_mu_);
+    const Status st = writer_->flush(transport::Clock::now() + timeout);
+    return st ? Status::ok() : Status(st.code(), st.message());
+}
+
 Status PublisherCore::loan(std::size_t size, RawLoan& out) {
+    if (inherited_by_fork(fork_generation_)) return Status(Errc::invalid_argument, forked_error("a publisher", topic_).what());
     if (size > qos_.max_message_size)
         return Status(Errc::too_large, "message of " + std::to_string(size) + " bytes exceeds max_message_size " +
                                            std::to_string(qos_.max_message_size) + " of topic '" + topic_ + "'");
     transport::LoanBuffer buf;
+    std::lock_guard<std::mutex> lock(use_mu_);
     if (auto st = writer_->loan(size + kFrameHeaderSize, buf); !st) return st;
     out.core_ = shared_from_this();
     out.buffer_ = buf.data;
@@ -160,6 +206,8 @@ Status PublisherCore::loan(std::size_t size, RawLoan& out) {
 Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
     transport::LoanBuffer buf{loan.buffer_, loan.capacity_, loan.handle_};
     loan.payload_ = nullptr;
+    if (inherited_by_fork(fork_generation_)) return Status(Errc::invalid_argument, forked_error("a publisher", topic_).what());
+    std::lock_guard<std::mutex> lock(use_mu_);
     if (used > loan.size_) {
         writer_->release(buf);
         return Status(Errc::invalid_argument, "publish(used): more bytes than were loaned");
@@ -170,13 +218,14 @@ Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
     h.payload_size = used;
     h.sequence = ++sequence_;
     h.publisher_id = id_;
-    h.timestamp_ns = monotonic_ns();
+    h.timestamp_ns = wall_clock_ns();
     h.type_hash = type_hash_;
     std::memcpy(buf.data, &h, sizeof h);
     Status st = writer_->commit(buf, used + kFrameHeaderSize);
     if (st.code() != Errc::too_large && st.code() != Errc::invalid_argument && counters_.messages) {
         counters_.messages->fetch_add(1, std::memory_order_relaxed);
         counters_.bytes->fetch_add(used, std::memory_order_relaxed);
+        if (!st && counters_.undelivered) counters_.undelivered->store(writer_->undelivered(), std::memory_order_relaxed);
     }
     return st;
 }
@@ -184,6 +233,8 @@ Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
 void PublisherCore::release(RawLoan& loan) noexcept {
     transport::LoanBuffer buf{loan.buffer_, loan.capacity_, loan.handle_};
     loan.payload_ = nullptr;
+    if (inherited_by_fork(fork_generation_)) return;
+    std::lock_guard<std::mutex> lock(use_mu_);
     writer_->release(buf);
 }
 
@@ -200,6 +251,7 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     core->topic_ = spec.topic;
     std::optional<TopicRecord> existing;
     core->qos_ = agree_with_registry(spec, &existing);
+    core->qos_.reader_buffer_budget = spec.qos.reader_buffer_budget;  // ours, not the topic's
     core->type_ = spec.type;
     if (spec.type.empty()) {
         if (!existing)
@@ -210,17 +262,19 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
         core->type_hash_ = type_hash(spec.type);
     }
     auto box = std::make_shared<ReaderBox>();
+    box->fork_generation = fork_generation();
     box->lib = load_transport(core->qos_.transport);
     core->id_ = spec.participant->next_endpoint_id();
     auto& t = box->lib->get();
-    const auto params = make_params(*spec.participant, spec.topic, core->qos_, core->id_);
+    const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
         throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_reader(params, box->reader); !st)
         throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
     core->box_ = std::move(box);
     TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
-    auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_, spec.node);
+    auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_,
+                                                           spec.node, core->box_->lib->get().capabilities().max_readers);
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot subscribe to '" + spec.topic + "': " + added.error);
     if (!same_carrier(added.topic.qos, core->qos_)) {
         spec.participant->registry().remove_endpoint(core->id_);
@@ -236,8 +290,32 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     return core;
 }
 
+void ReaderBox::release(transport::SampleBuffer& sb) noexcept {
+    if (inherited_by_fork(fork_generation)) return;
+    reader->release(sb);
+    held.fetch_sub(1, std::memory_order_acq_rel);
+    std::lock_guard<std::mutex> lock(held_mu);
+    held_cv.notify_all();
+}
+
+ReaderBox::~ReaderBox() {
+    if (inherited_by_fork(fork_generation))
+        (void)reader.release();  // the parent's: its OS objects are not the child's to remove
+    else
+        reader.reset();
+}
+
 SubscriberCore::~SubscriberCore() {
+    if (box_ && inherited_by_fork(box_->fork_generation)) {
+        // The callback thread did not survive fork(); the registry entry is the parent's.
+        if (callback_thread_.joinable()) new std::thread(std::move(callback_thread_));  // NOLINT: leaked on purpose
+        return;
+    }
     stopping_.store(true);
+    if (box_) {
+        std::lock_guard<std::mutex> lock(box_->held_mu);
+        box_->held_cv.notify_all();
+    }
     if (box_) box_->reader->interrupt();
     if (callback_thread_.joinable()) {
         if (callback_thread_.get_id() == std::this_thread::get_id())
@@ -263,6 +341,14 @@ void SubscriberCore::sync_peers(const std::vector<EndpointRecord>& all) noexcept
 }
 
 std::optional<RawSample> SubscriberCore::take(transport::Clock::time_point deadline) {
+    if (inherited_by_fork(box_->fork_generation)) throw forked_error("a subscriber", topic_);
+    std::unique_lock<std::timed_mutex> lock(take_mu_, std::defer_lock);
+    if (deadline == transport::Clock::time_point::min() ? !lock.try_lock() : !lock.try_lock_until(deadline))
+        return std::nullopt;  // another thread is taking and nothing came for us meanwhile
+    if (box_->held.load(std::memory_order_acquire) >= qos_.max_held_samples)
+        throw Error(Errc::no_resources, "subscriber of '" + topic_ + "' already holds " +
+                                            std::to_string(qos_.max_held_samples) +
+                                            " samples (max_held_samples): release one before taking another");
     while (true) {
         transport::SampleBuffer sb;
         const Status st = box_->reader->take(sb, deadline);
@@ -279,6 +365,7 @@ std::optional<RawSample> SubscriberCore::take(transport::Clock::time_point deadl
             log_warn("dropped a message on '" + topic_ + "': " + why);
             continue;
         }
+        box_->held.fetch_add(1, std::memory_order_acq_rel);
         RawSample s;
         s.box_ = box_;
         s.buffer_ = sb.data;
@@ -297,7 +384,19 @@ void SubscriberCore::run_callbacks(Callback callback) {
     // A non-owning handle: the callback thread must not keep its own subscriber alive.
     RawSubscriber self(std::shared_ptr<SubscriberCore>(std::shared_ptr<SubscriberCore>(), this));
     while (true) {
-        auto s = take(transport::Clock::now() + std::chrono::hours(24));
+        std::optional<RawSample> s;
+        try {
+            s = take(transport::Clock::now() + std::chrono::hours(24));
+        } catch (const Error& e) {
+            // The callback kept samples (moved them out): wait until one comes back.
+            log_error("callback subscriber: " + std::string(e.what()));
+            std::unique_lock<std::mutex> lock(box_->held_mu);
+            box_->held_cv.wait(lock, [&] {
+                return stopping_.load() || box_->held.load() < qos_.max_held_samples;
+            });
+            if (stopping_.load()) return;
+            continue;
+        }
         if (!s) {
             if (stopping_.load()) return;
             continue;
@@ -348,7 +447,7 @@ RawSample& RawSample::operator=(RawSample&& o) noexcept {
     if (this != &o) {
         if (box_) {
             transport::SampleBuffer sb{buffer_, buffer_size_, handle_};
-            box_->reader->release(sb);
+            box_->release(sb);
         }
         box_ = std::move(o.box_);
         payload_ = o.payload_;
@@ -363,7 +462,7 @@ RawSample& RawSample::operator=(RawSample&& o) noexcept {
 RawSample::~RawSample() {
     if (box_) {
         transport::SampleBuffer sb{buffer_, buffer_size_, handle_};
-        box_->reader->release(sb);
+        box_->release(sb);
     }
 }
 
@@ -382,6 +481,7 @@ RawLoan RawPublisher::loan(std::size_t size, Status* status) {
     return l;
 }
 
+Status RawPublisher::flush(std::chrono::milliseconds timeout) { return core_->flush(timeout); }
 std::size_t RawPublisher::subscriber_count() const { return core_->subscriber_count(); }
 bool RawPublisher::wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout) const {
     return core_->wait_for_subscribers(n, timeout);

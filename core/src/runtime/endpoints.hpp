@@ -31,6 +31,7 @@ struct EndpointSpec {
     Qos qos;                          // from the config
     bool transport_explicit = false;  // the config chose the transport (not the built-in default)
     std::string where;                // "file:line" of that choice
+    bool depth_explicit = false;      // the config set the depth (not the built-in default)
 };
 
 class PublisherCore final : public Endpoint, public std::enable_shared_from_this<PublisherCore> {
@@ -38,9 +39,13 @@ public:
     static std::shared_ptr<PublisherCore> create(const EndpointSpec& spec);  // throws ferry::Error
     ~PublisherCore() override;
 
+    // Safe from several threads at once: one writer call at a time, so that sequence numbers
+    // follow commit order.
     Status loan(std::size_t size, RawLoan& out);
     Status commit(RawLoan& loan, std::size_t used);
     void release(RawLoan& loan) noexcept;
+    // Waits until the subscribers took everything published so far (see Writer::flush).
+    Status flush(std::chrono::milliseconds timeout);
 
     std::size_t subscriber_count() const noexcept { return writer_->reader_count(); }
     bool wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout);
@@ -65,15 +70,28 @@ private:
     std::uint64_t sequence_ = 0;
     EndpointCounters counters_;
     bool registered_ = false;
+    std::uint64_t fork_generation_ = 0;  // of the process that made it (see inherited_by_fork)
+    std::mutex use_mu_;  // the writer is used by one thread at a time
     std::mutex sync_mu_;
     std::condition_variable readers_changed_;
 };
+
+// Counts fork()s of this process: an object made before a fork is inert in the child.
+std::uint64_t fork_generation() noexcept;
+inline bool inherited_by_fork(std::uint64_t made_in) noexcept { return made_in != fork_generation(); }
 
 // Keeps a transport reader (and its module) alive while samples from it exist.
 struct ReaderBox {
     std::shared_ptr<LoadedTransport> lib;  // declared first: destroyed last
     std::unique_ptr<transport::Reader> reader;
-    ~ReaderBox() { reader.reset(); }
+    std::uint64_t fork_generation = 0;
+    // Samples handed out and not yet released, against Qos::max_held_samples.
+    std::atomic<std::uint32_t> held{0};
+    std::mutex held_mu;
+    std::condition_variable held_cv;
+    // Gives a sample's bytes back to the reader (nothing in a forked child: not ours).
+    void release(transport::SampleBuffer& sb) noexcept;
+    ~ReaderBox();
 };
 
 class SubscriberCore final : public Endpoint, public std::enable_shared_from_this<SubscriberCore> {
@@ -112,11 +130,13 @@ private:
     std::atomic<std::size_t> publishers_{0};
     std::atomic<bool> stopping_{false};
     std::mutex sync_mu_;
+    std::timed_mutex take_mu_;  // the reader takes on one thread at a time
     std::thread callback_thread_;
 };
 
 // Transport parameters for an endpoint of `topic` with `qos`.
-transport::TopicParams make_params(const Participant& p, const std::string& topic, const Qos& qos, std::uint64_t id);
+// `spec` tells whether its config set the depth that `qos` carries.
+transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std::uint64_t id);
 
 // Resolves the QoS an endpoint will use (the registry's when the topic exists) and checks the
 // type and transport against it; throws ferry::Error on conflict.

@@ -14,7 +14,7 @@ struct FrameHeader {
     std::uint64_t payload_size;
     std::uint64_t sequence;
     std::uint64_t publisher_id;
-    std::int64_t timestamp_ns;  // CLOCK_MONOTONIC
+    std::int64_t timestamp_ns;  // CLOCK_REALTIME at publish
     std::uint64_t type_hash;
     std::uint8_t reserved[16];
 };

@@ -99,6 +99,9 @@ struct ReceiverHooks {
     // False once the reader removed its object: a queue outlives its name while a writer
     // holds it open, so a full one may belong to a reader that is gone.
     bool (*still_there)(const char* object) noexcept = nullptr;
+    // Units the receiver takes now without waiting; lets fail and a stalled reader refuse a
+    // message of several units before its first unit goes in.
+    std::size_t (*free_units)(int fd) noexcept = nullptr;
 };
 
 // One receiver of a writer (a FIFO, a queue). `fd` must be non-blocking and pollable for
@@ -116,14 +119,12 @@ struct UnitTarget {
     std::uint32_t units_ = 0;
     Errc outcome_ = Errc::ok;
     bool waiting_ = false;
-    bool stalled_ = false;  // drop_oldest: its last grace wait ran out; skip without waiting
+    bool stalled_ = false;  // block: stayed full for block_timeout; skipped until a unit goes in
     bool room_made_ = false;
     Clock::time_point grace_until_{};
 };
 
-// drop_oldest: how long a writer waits for a reader's drain thread to make room before it
-// discards old units or skips the message. A reader that used up its grace is treated so at
-// once until it takes a unit again: a stopped reader costs one grace period, not one per message.
+// drop_oldest and fail: how long the rest of a message whose first units went in is waited for.
 inline constexpr std::chrono::milliseconds kDropOldestGrace{50};
 
 // Sends `len` bytes as one unit; returns 0 or an errno (EAGAIN when there is no room).
@@ -131,16 +132,19 @@ using SendUnitFn = int (*)(int fd, const std::byte* unit, std::size_t len) noexc
 
 // Sends `size` bytes at `message` (with kUnitHeaderSize writable bytes before it) to every
 // target that is not broken. Per target, when its receiver is full:
-//   block       poll for room until `deadline`, then Errc::timeout;
-//   fail        Errc::would_block if not a single unit went out yet, else as block;
-//   drop_oldest wait up to kDropOldestGrace for room (the reader drains continuously); then
-//               the receiver counts as stalled: hooks.make_room discards its oldest units if
-//               the mechanism allows, else the message is skipped for it (the reader's sequence
-//               gap counts it as lost). Once a unit went out, as block.
-// A message abandoned half-way still consumes its sequence number, so the reader discards
-// the partial when the next message arrives. A receiver that reports EPIPE/ENXIO/EBADF, or
-// that is full while its pid is dead or hooks.still_there says it is gone, is marked broken. Returns the worst outcome
-// (timeout over would_block over ok) with a message naming `what`. Never throws.
+//   block       poll for room until `deadline`, then Errc::timeout; the target is then
+//               "stalled": later messages skip it at once (Errc::timeout) until a unit goes in;
+//   fail        Errc::would_block, without waiting (a message of several units is refused
+//               before its first unit unless hooks.free_units says all fit);
+//   drop_oldest never waits: hooks.make_room discards the receiver's oldest units if the
+//               mechanism allows, else the message is skipped for it (the reader's sequence
+//               gap counts it as lost).
+// Only the rest of a message whose first units went in is waited for (kDropOldestGrace under
+// fail and drop_oldest). A message abandoned half-way still consumes its sequence number, so
+// the reader discards the partial when the next message arrives. A receiver that reports
+// EPIPE/ENXIO/EBADF, or that is full while its pid is dead or hooks.still_there says it is
+// gone, is marked broken. Returns the worst outcome (timeout over would_block over ok) with a
+// message naming `what`; each target's outcome is in outcome(). Never throws.
 Status deliver_units(std::byte* message,
                      std::size_t size,
                      std::uint64_t writer_id,
@@ -280,6 +284,9 @@ public:
     void release(LoanBuffer& buf) noexcept final;
     void sync_readers(const std::vector<PeerInfo>& readers) noexcept final;
     std::size_t reader_count() const noexcept final;
+    // A receiver is an OS object its reader owns: what went in stays for the reader.
+    Status flush(Clock::time_point) noexcept final { return Status::ok(); }
+    std::uint64_t undelivered() const noexcept final { return undelivered_.load(std::memory_order_relaxed); }
 
 protected:
     // Opens the receiver of `reader` non-blocking for writing, says the largest unit it takes
@@ -318,6 +325,7 @@ private:
     std::mutex sync_mutex_;
     std::shared_ptr<const ReceiverList> receivers_;
     std::atomic<std::size_t> count_{0};
+    std::atomic<std::uint64_t> undelivered_{0};
 };
 
 // A Reader over a Reassembler. In block/fail mode take() calls receive() on the caller's

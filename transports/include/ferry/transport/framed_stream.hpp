@@ -11,6 +11,8 @@
 //   RecvStream     receive state of one stream, and parse_frame(): header validated (magic,
 //                  size <= max_message_size) before any room is asked for
 //   DropOldestRing the newest `depth` samples, filled by a reader's drain thread
+//   reader_budget  the bytes a reader may hold in incomplete frames, all streams together
+//   LogThrottle    a recurring condition logged once per second, with its count
 #pragma once
 
 #include <atomic>
@@ -50,10 +52,9 @@ struct FramedWriterOptions {
     const char* queue;        // "queue": what was full, in "reader(s) had a full <queue>"
     const char* torn;         // "disconnected mid-frame": what a timeout mid-frame did
     const char* closed;       // why a put that wrote 0 bytes drops the stream
-    // drop_oldest: how long a full stream is waited for (0: block_timeout), and whether a
-    // stream that stayed full is then skipped at once ("stalled") until a put succeeds.
+    // drop_oldest and fail: how long the rest of a partly put frame is waited for
+    // (0: block_timeout) before the stream is closed.
     Clock::duration drop_oldest_wait{0};
-    bool skip_stalled = false;
 };
 
 class FramedWriter : public Writer {
@@ -65,6 +66,8 @@ public:
     void release(LoanBuffer& buf) noexcept override;
     void sync_readers(const std::vector<PeerInfo>& readers) noexcept override;
     std::size_t reader_count() const noexcept override { return count_.load(std::memory_order_relaxed); }
+    Status flush(Clock::time_point deadline) noexcept override;
+    std::uint64_t undelivered() const noexcept override { return undelivered_.load(std::memory_order_relaxed); }
 
 protected:
     // One reader's stream; a plugin derives its own with what its mechanism needs.
@@ -73,20 +76,28 @@ protected:
         UniqueFd fd;
         std::uint64_t reader_id = 0;
         std::uint32_t dropped = 0;  // drop_oldest: frames skipped since the last one sent
-        bool stalled = false;       // skip_stalled: the reader stopped draining; skip at once
+        bool stalled = false;       // block: stayed full for block_timeout; skipped until it has room
         bool dead = false;
     };
 
     FramedWriter(const Host& host, const TopicParams& params, const FramedWriterOptions& options);
 
-    // The mechanism. open_channel: a new stream to `reader` (nullptr and `error` when not now).
-    virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error) = 0;
+    // The mechanism. open_channel: a new stream to `reader` (nullptr and `error` when not now;
+    // `refusal` set when the reader is there but turns writers away, e.g. a full backlog).
+    virtual std::shared_ptr<Channel> open_channel(const PeerInfo& reader, std::string& error, Errc& refusal) = 0;
     // One non-blocking write of `size` bytes (errno set when it returns < 0).
     virtual ssize_t put(Channel& ch, const std::byte* data, std::size_t size) noexcept = 0;
-    // overflow fail only: true when the whole frame cannot go in now (nothing is put then).
+    // True when the whole frame cannot go in now (nothing is put then): used where a partial
+    // put must not happen (fail, drop_oldest, a stalled reader).
     virtual bool refuse(const Channel&, std::size_t /*total*/) noexcept { return false; }
+    // Bytes put into the stream that its reader has not taken and would lose if the writer
+    // closed now (0 where the OS object keeps them for the reader, e.g. a connected socket).
+    virtual std::size_t undrained(const Channel&) noexcept { return 0; }
     // A put found the stream full: is its reader still there to drain it?
     virtual bool peer_alive(const Channel&) noexcept { return true; }
+    // Did the reader refuse or drop this stream, and why (a mechanism with a back channel
+    // only)? `code` says how the refusal is reported: no_resources, permission_denied.
+    virtual bool refused(Channel&, std::string& /*why*/, Errc& /*code*/) noexcept { return false; }
     // A channel leaves the set (mu_ held): reclaim what it named.
     virtual void forget_locked(Channel&) noexcept {}
     // For a derived destructor: forget every channel.
@@ -105,9 +116,19 @@ private:
         Channel* ch;
         std::size_t sent;
     };
+    // A listed reader that refused this writer: reported by every commit and left out of
+    // reader_count() until a new stream to it is not refused.
+    struct Refused {
+        Errc code;
+        std::string why;
+        Clock::time_point retry_at;
+    };
 
     void refresh_snapshot();
     void drop(Channel& ch, const char* why);
+    void note_refused_locked(std::uint64_t reader_id, Errc code, std::string why);
+    void check_refused(Channel& ch);
+    void update_count_locked();
     Status deliver(std::byte* frame, std::size_t total);
     Slot* slot_of(const LoanBuffer& buf) noexcept;
 
@@ -115,8 +136,11 @@ private:
 
     mutable std::mutex mu_;  // guards conns_; taken briefly by commit and sync_readers
     std::unordered_map<std::uint64_t, std::shared_ptr<Channel>> conns_;
+    std::unordered_map<std::uint64_t, Refused> refused_;  // guarded by mu_
+    std::atomic<std::size_t> refused_count_{0};
     std::atomic<std::uint64_t> generation_{0};
     std::atomic<std::size_t> count_{0};
+    std::atomic<std::uint64_t> undelivered_{0};
     std::mutex sync_mu_;  // one sync_readers at a time
 
     // Owned by the thread using the writer.
@@ -129,6 +153,14 @@ private:
 
 // ---- reader side ----
 
+// Frees a receive chunk's bytes. Chunks above ChunkPool::kChunkSize are mapped, not taken from
+// the heap: freed, they go back to the system at once, so a reader's memory follows what it
+// holds (see reader_budget).
+struct ChunkMemory {
+    std::size_t size;
+    void operator()(std::byte* p) const noexcept;
+};
+
 // Chunks of received bytes; a sample's handle is its Chunk*. Locked only when shared between
 // a drain thread and the taking thread (set_shared).
 class ChunkPool {
@@ -137,7 +169,7 @@ public:
     static constexpr std::size_t kChunkSize = 256 * 1024;
 
     struct Chunk {
-        std::unique_ptr<std::byte[]> mem;
+        std::unique_ptr<std::byte[], ChunkMemory> mem;
         std::size_t cap = 0;
         std::uint32_t refs = 0;  // samples handed out and not yet released
         bool attached = false;   // a stream still receives into it
@@ -209,6 +241,23 @@ private:
     std::vector<SampleBuffer> ring_;
     std::size_t head_ = 0;
     std::size_t count_ = 0;
+};
+
+// The bytes one reader may hold in incomplete frames, all its streams together:
+// params.reader_buffer_budget, or 4 x max_message_size and at least 8 MiB by default; never
+// less than two whole frames (one frame and the start of the next always fit).
+std::size_t reader_budget(const TopicParams& params) noexcept;
+
+// A recurring condition (a flood, descriptors exhausted) logged at most once per second.
+class LogThrottle {
+public:
+    // Counts one occurrence; true when it is time to log, with `count` occurrences since the
+    // last log.
+    bool due(std::uint64_t& count) noexcept;
+
+private:
+    std::uint64_t pending_ = 0;
+    Clock::time_point next_{};
 };
 
 // ---- the readers' epoll set and wake-up eventfd ----

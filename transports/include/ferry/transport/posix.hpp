@@ -50,4 +50,13 @@ inline bool expired(Clock::time_point deadline) noexcept { return Clock::now() >
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, Clock::time_point deadline) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 
+// True if anyone may write to `path` (S_IWOTH set); false when it cannot be stat'ed.
+bool world_writable(const std::string& path) noexcept;
+
+// Why the shared module at `path` (a transport plugin, a type-support module) must not be
+// loaded, or "" if it may be: it must exist, be a regular file starting with an ELF header, and
+// neither the file nor (with `check_directory`) its directory may be world-writable, since then
+// anyone could put their own code in its place. Symbolic links are followed.
+std::string module_file_problem(const std::string& path, bool check_directory);
+
 }  // namespace ferry::transport

@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 1;
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 using Clock = std::chrono::steady_clock;
 
@@ -111,6 +111,13 @@ struct TopicParams {
     std::size_t max_message_size = 16u << 20;  // largest commit(), in bytes (core header included)
     std::chrono::nanoseconds block_timeout = std::chrono::seconds(1);
     std::uint32_t mode = 0600;  // permission bits for every OS object the plugin creates
+    // The config set `depth` for this topic. When false, depth is the built-in default and a
+    // plugin may use less when the system allows less (logged at info); when true, a depth the
+    // system cannot provide is an error.
+    bool depth_explicit = false;
+    // A reader's budget for bytes held in incomplete messages, all writers together (0: the
+    // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
+    std::size_t reader_buffer_budget = 0;
 };
 
 // A peer endpoint as the registry knows it.
@@ -160,6 +167,19 @@ public:
 
     // Readers this writer currently delivers to. Thread-safe.
     virtual std::size_t reader_count() const noexcept = 0;
+
+    // Waits, without burning a core, until every message committed so far is in its readers'
+    // hands, so that closing the writer loses none of them: taken by the reader, or inside an
+    // OS object the reader keeps after the writer is gone. Readers that die or leave are not
+    // waited for. Errc::timeout at `deadline`, saying how many messages stayed undelivered to
+    // how many readers. Called by the writing thread, typically just before destruction, while
+    // the discovery thread keeps calling sync_readers().
+    virtual Status flush(Clock::time_point deadline) noexcept = 0;
+
+    // Messages (counted once per reader) that commit() did not hand to a connected reader:
+    // queue full under block (after block_timeout, or at once while that reader is stalled)
+    // or fail. Drops under drop_oldest are counted by the reader (Reader::lost). Thread-safe.
+    virtual std::uint64_t undelivered() const noexcept = 0;
 };
 
 class Reader {
@@ -192,6 +212,9 @@ struct Capabilities {
     bool zero_copy = false;                 // loan() hands out memory readers see directly
     std::size_t max_message_size = 0;       // hard upper bound of the mechanism (0 = none)
     const char* summary = "";               // one line for `ferry plugin list`
+    // Most readers one writer can serve (0 = no limit): the core refuses a subscriber beyond it
+    // with a clear error instead of letting it receive nothing.
+    std::size_t max_readers = 0;
 };
 
 class Transport {
