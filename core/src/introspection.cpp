@@ -1,9 +1,15 @@
 #include <ferry/introspection.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
+#include <ferry/transport/posix.hpp>
 
 #include "config/config.hpp"
 #include "loader/plugin_loader.hpp"
@@ -72,14 +78,33 @@ std::vector<std::string> clean_domain(const std::string& domain) {
     std::vector<std::string> removed;
     std::string error;
     const std::string runtime_dir = transport::default_runtime_dir(error);
+    // A registry file that is not one (damaged, zero-size, another version, a squatter's)
+    // goes if no live process takes part in the domain: live ones would rejoin a fresh one.
+    const std::string path = detail::Registry::path_for(d);
+    if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW); fd >= 0) {
+        const std::string bad = detail::Registry::check_layout(fd, path);
+        ::close(fd);
+        if (!bad.empty()) {
+            const pid_t live = detail::live_object_owner(d, runtime_dir);
+            if (live != 0)
+                throw Error(Errc::invalid_argument, path + ": " + bad + "; not removed: pid " + std::to_string(live) +
+                                                        " still takes part in domain " + d);
+            if (::unlink(path.c_str()) != 0)
+                throw Error(transport::errc_from_errno(errno), "cannot remove " + path + ": " + std::strerror(errno));
+            removed.push_back(path + " (" + bad.substr(0, bad.find(": /dev/shm")) + ")");
+        }
+    }
+    std::vector<std::uint64_t> live;
     if (auto registry = detail::Registry::open_existing(d)) {
         for (auto id : registry->purge_dead()) {
             char hex[17];
             std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id));
             removed.push_back("registry entry " + std::string(hex));
         }
+        for (auto& f : registry->take_removed_files()) removed.push_back(std::move(f));
+        live = detail::endpoint_ids(*registry);
     }
-    auto objects = detail::remove_stale_objects(d, runtime_dir);
+    auto objects = detail::remove_stale_objects(d, runtime_dir, live);
     removed.insert(removed.end(), objects.begin(), objects.end());
     // The registry file itself goes when no live process takes part any more.
     {
@@ -87,6 +112,8 @@ std::vector<std::string> clean_domain(const std::string& domain) {
     }
     return removed;
 }
+
+void interrupt_waits_on(const std::atomic<bool>* flag) { detail::set_registry_interrupt(flag); }
 
 Qos resolve_config(const std::string& path, const std::string& topic) {
     auto cfg = detail::Config::load_file(path);

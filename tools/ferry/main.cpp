@@ -32,6 +32,7 @@ void install_signal_handlers() {
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGINT, &sa, nullptr);
     ::sigaction(SIGTERM, &sa, nullptr);
+    interrupt_waits_on(&g_interrupted);
 }
 
 void out(const std::string& text) {

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,6 +89,61 @@ std::uint64_t parse_object_name(const std::string& name, const std::string& doma
 bool process_alive(pid_t pid) noexcept {
     if (pid <= 0) return false;
     return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+namespace {
+
+// Calls `f(token, path)` for each liveness token file of `domain` whose pid matches `pid`
+// (0: every pid) until `f` returns true; returns whether one did.
+template <class F>
+bool for_each_token(const std::string& domain, pid_t pid, F f) {
+    DIR* d = ::opendir("/dev/shm");
+    if (!d) return false;
+    const std::string prefix = "ferry." + domain + ".alive.";
+    bool hit = false;
+    while (dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::uint64_t token = std::strtoull(name.c_str() + prefix.size(), nullptr, 16);
+        if (token == 0 || (pid != 0 && endpoint_pid(token) != pid)) continue;
+        if (f(token, "/dev/shm/" + name)) {
+            hit = true;
+            break;
+        }
+    }
+    ::closedir(d);
+    return hit;
+}
+
+bool token_held(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return errno != ENOENT;  // unreadable (another uid): assume alive
+    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
+    ::close(fd);
+    return held;
+}
+
+}  // namespace
+
+bool peer_alive(const std::string& domain, std::uint64_t endpoint_id) noexcept {
+    try {
+        return for_each_token(domain, endpoint_pid(endpoint_id),
+                              [](std::uint64_t, const std::string& path) { return token_held(path); });
+    } catch (...) {
+        return true;
+    }
+}
+
+std::vector<pid_t> live_token_pids(const std::string& domain) noexcept {
+    std::vector<pid_t> out;
+    try {
+        for_each_token(domain, 0, [&](std::uint64_t token, const std::string& path) {
+            if (token_held(path)) out.push_back(endpoint_pid(token));
+            return false;
+        });
+    } catch (...) {
+    }
+    return out;
 }
 
 }  // namespace ferry::transport

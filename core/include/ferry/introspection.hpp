@@ -3,6 +3,7 @@
 // clean-up of what dead processes left behind. Reading never subscribes to anything.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -59,6 +60,10 @@ FERRY_API std::vector<PluginInfo> list_plugins();
 // Removes, for `domain`, the OS objects (segments, sockets, FIFOs, queues) and registry entries
 // of processes that no longer exist; never anything of a live process. Returns what it removed.
 FERRY_API std::vector<std::string> clean_domain(const std::string& domain);
+
+// Registry lock waits in this process (each bounded by a few seconds anyway) end at once,
+// with ferry::Error (closed), when *flag becomes true: for a tool's Ctrl-C/SIGTERM flag.
+FERRY_API void interrupt_waits_on(const std::atomic<bool>* flag);
 
 // Loads a config file (throws ferry::Error with file and line) and resolves `topic` in it.
 FERRY_API Qos resolve_config(const std::string& path, const std::string& topic);

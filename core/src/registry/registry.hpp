@@ -10,9 +10,14 @@
 
 #include <sys/types.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +87,7 @@ public:
         TopicRecord topic;  // what the topic is (the existing record when it already existed)
         std::string error;  // why not
         EndpointCounters counters;
+        std::uint32_t topic_index = 0;  // the topic's slot
     };
     // Adds an endpoint. If the topic exists, its type must equal `wanted.type` (unless `type`
     // is empty for an any-type subscriber) and its transport must equal wanted.qos.transport
@@ -100,6 +106,20 @@ public:
 
     // Drops entries of dead processes. Returns the endpoint ids removed.
     std::vector<std::uint64_t> purge_dead();
+    // purge_dead() if this process is the first of the domain to find a purge due (one
+    // process at a time purges, every 500 ms); else nothing.
+    std::vector<std::uint64_t> purge_if_due();
+
+    // Token files of dead processes that purges removed since the last call.
+    std::vector<std::string> take_removed_files() {
+        std::lock_guard<std::recursive_mutex> local(local_mu_);
+        return std::move(removed_files_);
+    }
+
+    // Liveness tokens: /dev/shm/ferry.<domain>.alive.<16 hex>, flock'ed by its live owner.
+    static std::string token_path(const std::string& domain, std::uint64_t token);
+    // False if the token's owner is gone (then, if `remove_dead`, its file is removed).
+    static bool token_alive(const std::string& domain, std::uint64_t token, bool remove_dead);
 
 
     std::uint32_t generation() const noexcept;
@@ -111,17 +131,71 @@ public:
     // Path of the registry file of `domain`.
     static std::string path_for(const std::string& domain);
 
+    // Why the open file `fd` is not a registry of this version ("" if it is one), naming a
+    // foreign owner; fills `st` when given.
+    static std::string check_layout(int fd, const std::string& path, struct stat* st = nullptr);
+
+    // Ends lock waits of this object early (Errc::closed): for a participant shutting down.
+    void interrupt_waits() noexcept { interrupted_.store(true); }
+
+    // True if the file was truncated, removed or replaced since this process mapped it.
+    bool file_changed() const noexcept;
+    // If file_changed(): maps the domain's registry again (creating it if needed), rejoins and
+    // re-registers this process's endpoints. Returns true if it rejoined. Throws ferry::Error.
+    bool rejoin_if_needed();
+    // True if an endpoint came or went on a topic this process has endpoints on, since the
+    // last call (lock-free: a change elsewhere in the domain costs a process nothing more).
+    bool local_topics_changed();
+    // Processes taking part (lock-free; a hint for how often to look).
+    std::size_t participant_count() const noexcept;
+
 private:
     class Lock;
+    struct LocalEndpoint {
+        TopicRecord topic;  // as registered: what to register again after a rejoin
+        Role role;
+        std::uint64_t id;
+        std::string node;
+        EndpointCounters first;  // what the endpoint counts in
+        EndpointCounters now;    // its slot in the current registry
+        std::uint32_t topic_index;
+        std::uint32_t seen_changes;  // of its topic, when this process last looked
+    };
+    void attach(bool join);
+    void make_token();
+    bool try_make_token(std::uint64_t token, mode_t mode);
+    void drop_token() noexcept;
+    void detach() noexcept;
+    bool truncated() const noexcept;
+    AddResult add_locked(const TopicRecord& wanted, bool transport_explicit, Role role, std::uint64_t endpoint_id,
+                         const std::string& node, std::size_t max_subscribers);
     void bump_locked() noexcept;
     void repair_locked() noexcept;
-    std::vector<std::uint64_t> purge_locked();
+    // Drops entries whose token is in `dead_tokens` (nullptr: checks every token now).
+    std::vector<std::uint64_t> purge_locked(const std::set<std::uint64_t>* dead_tokens = nullptr);
     bool drop_unused_topics_locked() noexcept;  // topics without endpoints; true if any went
 
     std::string domain_;
     std::string path_;
+    std::uint32_t mode_ = 0600;
     RegistryLayout* shm_ = nullptr;
+    int fd_ = -1;
+    ino_t ino_ = 0;
+    dev_t dev_ = 0;
     bool joined_ = false;
+    std::uint64_t token_ = 0;
+    int token_fd_ = -1;
+    std::atomic<bool> interrupted_{false};
+    std::atomic<bool> lost_{false};  // set by the SIGBUS handler: the mapping is private zeros now
+    // Guards shm_ (swapped by a rejoin), local_ and retired_ among this process's threads.
+    std::recursive_mutex local_mu_;
+    std::vector<LocalEndpoint> local_;
+    std::vector<RegistryLayout*> retired_;
+    std::vector<std::string> removed_files_;  // earlier mappings: endpoint counters point there
 };
+
+// Registry lock waits of this process end early (Errc::closed) once *flag is true (the CLI's
+// Ctrl-C/SIGTERM flag). nullptr clears it.
+void set_registry_interrupt(const std::atomic<bool>* flag) noexcept;
 
 }  // namespace ferry::detail

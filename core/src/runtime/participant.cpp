@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdlib>
 #include <map>
+#include <random>
 
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
@@ -17,7 +20,19 @@ namespace ferry::detail {
 
 namespace {
 
-constexpr auto kPurgeInterval = std::chrono::milliseconds(200);
+// How often an idle discovery thread looks at the registry file (rejoin) and offers to purge
+// (the first process to find a purge due does it); between, it sleeps until the registry
+// changes. 500 ms, longer in large domains (10 ms per process, at most 5 s): the domain as a
+// whole still offers a purge more than twice a second, and idle processes cost nothing.
+constexpr auto kCheckInterval = std::chrono::milliseconds(500);
+constexpr auto kCheckPerProcess = std::chrono::milliseconds(10);
+constexpr auto kMaxCheckInterval = std::chrono::seconds(5);
+// And a full re-sync every second, 200 ms per process in large domains (at most 120 s): a safety
+// net for a transport that failed to reach a peer, cheap while the domain is small.
+constexpr auto kResyncInterval = std::chrono::seconds(1);
+constexpr auto kResyncPerProcess = std::chrono::milliseconds(200);
+constexpr auto kMaxResyncInterval = std::chrono::seconds(120);
+constexpr std::chrono::milliseconds kFollowUp[2] = {std::chrono::milliseconds(200), std::chrono::milliseconds(1000)};
 
 }  // namespace
 
@@ -31,8 +46,21 @@ std::string checked_domain(const std::string& domain) {
     return domain;
 }
 
-std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir) {
+std::vector<std::uint64_t> endpoint_ids(Registry& registry) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& e : registry.endpoints()) ids.push_back(e.id);
+    return ids;
+}
+
+std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
+                                              const std::vector<std::uint64_t>& live) {
     std::vector<std::string> removed;
+    // A process in another pid namespace has a pid that means nothing here: its live token says
+    // it lives. Stale means no live token for the pid and no such process here either.
+    const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
+    auto gone = [&](pid_t pid) {
+        return std::find(token_pids.begin(), token_pids.end(), pid) == token_pids.end() && process_gone(pid);
+    };
     for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
         if (dir.empty()) continue;
         DIR* d = ::opendir(dir.c_str());
@@ -40,9 +68,16 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
         std::vector<std::string> names;
         while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
         ::closedir(d);
+        const std::string alive_prefix = "ferry." + domain + ".alive.";
         for (const auto& name : names) {
+            if (dir == "/dev/shm" && name.compare(0, alive_prefix.size(), alive_prefix) == 0) {
+                const std::uint64_t token = std::strtoull(name.c_str() + alive_prefix.size(), nullptr, 16);
+                if (token != 0 && !Registry::token_alive(domain, token, true)) removed.push_back(dir + "/" + name);
+                continue;
+            }
             const std::uint64_t id = transport::parse_object_name(name, domain);
-            if (id == 0 || !process_gone(transport::endpoint_pid(id))) continue;
+            if (id == 0 || std::find(live.begin(), live.end(), id) != live.end() || !gone(transport::endpoint_pid(id)))
+                continue;
             const std::string path = dir + "/" + name;
             if (::unlink(path.c_str()) == 0) {
                 log_info("removed " + path + " left by dead process " + std::to_string(transport::endpoint_pid(id)));
@@ -51,6 +86,27 @@ std::vector<std::string> remove_stale_objects(const std::string& domain, const s
         }
     }
     return removed;
+}
+
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir) {
+    const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
+    if (!token_pids.empty()) return token_pids.front();  // a live process of the domain, any namespace
+    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
+        if (dir.empty()) continue;
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) continue;
+        pid_t live = 0;
+        while (dirent* e = ::readdir(d)) {
+            const std::uint64_t id = transport::parse_object_name(e->d_name, domain);
+            if (id != 0 && !process_gone(transport::endpoint_pid(id))) {
+                live = transport::endpoint_pid(id);
+                break;
+            }
+        }
+        ::closedir(d);
+        if (live != 0) return live;
+    }
+    return 0;
 }
 
 std::shared_ptr<Participant> Participant::get(const std::string& domain, std::uint32_t mode) {
@@ -72,12 +128,13 @@ Participant::Participant(const std::string& domain, std::uint32_t mode)
     if (s_->runtime_dir.empty()) throw Error(Errc::io_error, error);
     // Whatever dead processes of this domain left behind goes now.
     s_->registry.purge_dead();
-    remove_stale_objects(s_->registry.domain(), s_->runtime_dir);
+    remove_stale_objects(s_->registry.domain(), s_->runtime_dir, endpoint_ids(s_->registry));
     thread_ = std::thread(&Participant::run, s_);
 }
 
 Participant::~Participant() {
     s_->stop.store(true);
+    s_->registry.interrupt_waits();
     s_->registry.wake_waiters();
     if (thread_.get_id() == std::this_thread::get_id()) {
         thread_.detach();  // the thread owns `s_` and ends by itself
@@ -106,27 +163,61 @@ void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints(
 void Participant::run(std::shared_ptr<Shared> s) {
     Registry& registry = s->registry;
     std::uint32_t seen = registry.generation() - 1;  // NOLINT: first pass always syncs
-    auto next_purge = transport::Clock::now();
+    // Spread the periodic checks of many processes over the period.
+    std::minstd_rand rng(static_cast<unsigned>(::getpid()));
+    auto next_check = transport::Clock::now() + std::chrono::milliseconds(rng() % 100);
+    bool first = true;
+    auto next_resync = transport::Clock::now() + kResyncInterval;
+    std::array<transport::Clock::time_point, 2> followups{};
+    std::string last_error;  // logged once, not once per period
     while (!s->stop.load()) {
         try {
-            const auto now = transport::Clock::now();
-            const std::uint32_t gen = registry.generation();
-            bool periodic = false;
-            if (now >= next_purge) {
-                if (!registry.purge_dead().empty()) remove_stale_objects(registry.domain(), s->runtime_dir);
-                next_purge = now + kPurgeInterval;
-                periodic = true;
+            auto now = transport::Clock::now();
+            bool resync = first;
+            first = false;
+            if (now >= next_check) {
+                // The registry file removed, replaced or truncated: rejoin so new processes meet us.
+                if (registry.rejoin_if_needed()) resync = true;
+                if (!registry.purge_if_due().empty())
+                    remove_stale_objects(registry.domain(), s->runtime_dir, endpoint_ids(registry));
+                (void)registry.take_removed_files();  // only `ferry clean` reports them
+                const std::size_t n = registry.participant_count();
+                next_check = now + std::clamp<transport::Clock::duration>(kCheckPerProcess * n, kCheckInterval,
+                                                                          kMaxCheckInterval);
+                if (now >= next_resync) {
+                    resync = true;
+                    next_resync = now + std::clamp<transport::Clock::duration>(kResyncPerProcess * n, kResyncInterval,
+                                                                               kMaxResyncInterval);
+                }
             }
-            if (gen != seen || periodic) {
-                seen = registry.generation();
+            const std::uint32_t gen = registry.generation();
+            // Only a change on a topic of ours is worth reading the table for.
+            const bool ours = gen != seen && registry.local_topics_changed();
+            seen = gen;
+            if (ours || resync) {
+                // Two follow-ups, for a transport that could not reach a new peer at once (its
+                // object not ready yet): what the 200 ms periodic sync used to retry, now only
+                // after a change, so that idle processes still cost nothing.
+                followups = {now + kFollowUp[0], now + kFollowUp[1]};
+            } else if (followups[0] != transport::Clock::time_point{} && now >= followups[0]) {
+                followups = {followups[1], transport::Clock::time_point{}};
+                resync = true;
+            }
+            if (ours || resync) {
                 const auto all = registry.endpoints();
                 std::lock_guard<std::mutex> lock(s->mu);
                 for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
-            registry.wait_for_change(seen, next_purge);
+            if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
+            last_error.clear();
+            registry.wait_for_change(seen, followups[0] != transport::Clock::time_point{}
+                                               ? std::min(next_check, followups[0])
+                                               : next_check);
         } catch (const std::exception& e) {
-            log_error(std::string("discovery: ") + e.what());
-            registry.wait_for_change(registry.generation(), transport::Clock::now() + kPurgeInterval);
+            if (s->stop.load()) break;
+            if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
+            last_error = e.what();
+            registry.wait_for_change(registry.generation(), transport::Clock::now() + kCheckInterval);
         }
     }
 }

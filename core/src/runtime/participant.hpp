@@ -65,8 +65,15 @@ private:
 };
 
 // Removes OS objects of `domain` in /dev/shm, /dev/mqueue and `runtime_dir` whose creating
-// process is gone. Returns their paths.
-std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir);
+// process is gone. Returns their paths. Objects of endpoints listed in `live` (the registry's,
+// whose liveness tokens hold across pid namespaces) are kept whatever their pid says.
+std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
+                                              const std::vector<std::uint64_t>& live = {});
+// The ids of the endpoints `registry` lists (after a purge: all of live processes).
+std::vector<std::uint64_t> endpoint_ids(Registry& registry);
+
+// The pid of a live process owning an OS object of `domain`, or 0 if there is none.
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir);
 
 // FERRY_DOMAIN or "0"; throws if the name is not [A-Za-z0-9_-]{1,32}.
 std::string checked_domain(const std::string& domain);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ferry::transport {
 
@@ -42,5 +43,16 @@ std::uint64_t parse_object_name(const std::string& name, const std::string& doma
 
 // True if a process with this pid exists (it may belong to another user).
 bool process_alive(pid_t pid) noexcept;
+
+// True if the process that created `endpoint_id` still lives, in whatever pid namespace it
+// runs (containers sharing /dev/shm): every process taking part in a domain holds an exclusive
+// flock on /dev/shm/ferry.<domain>.alive.<token>, with token = pid << 24 | random bits, which
+// the kernel releases at its death. Looks up the tokens of the id's pid (one directory scan;
+// for a check on a timeout or an error, not per message). Conservative: an unreadable token,
+// or two processes of one pid in different namespaces, count as alive.
+bool peer_alive(const std::string& domain, std::uint64_t endpoint_id) noexcept;
+
+// The pids (as in endpoint ids) of every live token of `domain`: for checking many objects.
+std::vector<pid_t> live_token_pids(const std::string& domain) noexcept;
 
 }  // namespace ferry::transport
