@@ -186,11 +186,15 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
             }
             if (local.stalled) {
                 // It already cost one block_timeout: the other readers keep their pace.
-                if (!transport::process_alive(local.pid)) {
-                    reclaim_slot(s, kSlotRetired);
-                    rebuild_active();
-                    served = false;
-                    break;
+                const auto now = Clock::now();
+                if (now >= local.next_alive_check) {
+                    local.next_alive_check = now + kAliveCheckPeriod;
+                    if (!transport::process_alive(local.pid)) {
+                        reclaim_slot(s, kSlotRetired);
+                        rebuild_active();
+                        served = false;
+                        break;
+                    }
                 }
                 worst = Errc::timeout;
                 ++not_served;

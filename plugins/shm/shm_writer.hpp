@@ -39,6 +39,7 @@ private:
         pid_t pid = 0;
         std::uint64_t head = 0;  // authoritative copy of the slot's head
         bool stalled = false;    // block: stayed full for block_timeout; skipped until it has room
+        transport::Clock::time_point next_alive_check{};  // while stalled
         Mapping doorbell_map;
         Doorbell* doorbell = nullptr;
     };

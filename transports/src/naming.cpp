@@ -86,9 +86,38 @@ std::uint64_t parse_object_name(const std::string& name, const std::string& doma
     return id;
 }
 
+namespace {
+
+bool token_held(const std::string& path);
+
+// Some domain's liveness token of `pid` is held: a process of that pid lives, perhaps in
+// another pid namespace (a container sharing /dev/shm), where kill() cannot see it.
+bool any_token_held(pid_t pid) noexcept {
+    try {
+        DIR* d = ::opendir("/dev/shm");
+        if (!d) return false;
+        bool held = false;
+        while (dirent* e = ::readdir(d)) {
+            const std::string name = e->d_name;
+            const auto at = name.find(".alive.");
+            if (name.compare(0, 6, "ferry.") != 0 || at == std::string::npos || name.size() != at + 7 + 16) continue;
+            const std::uint64_t token = std::strtoull(name.c_str() + at + 7, nullptr, 16);
+            if (token == 0 || endpoint_pid(token) != pid) continue;
+            if ((held = token_held("/dev/shm/" + name))) break;
+        }
+        ::closedir(d);
+        return held;
+    } catch (...) {
+        return true;
+    }
+}
+
+}  // namespace
+
 bool process_alive(pid_t pid) noexcept {
     if (pid <= 0) return false;
-    return ::kill(pid, 0) == 0 || errno == EPERM;
+    if (::kill(pid, 0) == 0 || errno == EPERM) return true;
+    return any_token_held(pid);
 }
 
 namespace {

@@ -147,6 +147,13 @@ std::uint64_t Participant::next_endpoint_id() noexcept {
     return transport::make_endpoint_id(::getpid(), ++serial_);
 }
 
+// Endpoint ids carry the pid, and processes in different pid namespaces (containers sharing
+// /dev/shm) may have the same one: a random start of the serial keeps their ids apart.
+std::uint32_t Participant::first_serial() {
+    std::random_device rd;
+    return rd() & 0xFFFFFFu;
+}
+
 void Participant::add(Endpoint* ep) {
     std::lock_guard<std::mutex> lock(s_->mu);
     s_->endpoints.push_back(ep);

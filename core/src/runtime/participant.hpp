@@ -60,7 +60,8 @@ private:
     static void run(std::shared_ptr<Shared> s);
 
     std::shared_ptr<Shared> s_;
-    std::atomic<std::uint32_t> serial_{0};
+    static std::uint32_t first_serial();
+    std::atomic<std::uint32_t> serial_{first_serial()};
     std::thread thread_;
 };
 

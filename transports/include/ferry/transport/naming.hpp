@@ -41,7 +41,9 @@ std::string default_runtime_dir(std::string& error);
 // an endpoint object of `domain`.
 std::uint64_t parse_object_name(const std::string& name, const std::string& domain) noexcept;
 
-// True if a process with this pid exists (it may belong to another user).
+// True if a process with this pid exists (it may belong to another user), or if a ferry
+// process of that pid lives in another pid namespace (its liveness token, see peer_alive, is
+// held). Cheap when the pid exists here (one kill()); otherwise one scan of /dev/shm.
 bool process_alive(pid_t pid) noexcept;
 
 // True if the process that created `endpoint_id` still lives, in whatever pid namespace it
