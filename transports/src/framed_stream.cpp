@@ -232,10 +232,19 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
             for (std::size_t i = 0; i < pending_.size(); ++i) {
                 pfds_[i] = pollfd{pending_[i].ch->fd.get(), POLLOUT, 0};
             }
-            const int r = ::poll(pfds_.data(), pfds_.size(), poll_timeout_ms(deadline));
+            // A reader that dies while we wait never makes room: look every kAliveCheck.
+            constexpr auto kAliveCheck = std::chrono::milliseconds(10);
+            const int r = ::poll(pfds_.data(), pfds_.size(),
+                                 poll_timeout_ms(std::min<Clock::time_point>(deadline, Clock::now() + kAliveCheck)));
             if (r < 0 && errno != EINTR) break;
             if (r <= 0) {
                 if (expired(deadline)) break;
+                for (std::size_t i = pending_.size(); i-- > 0;) {
+                    if (peer_alive(*pending_[i].ch)) continue;
+                    drop(*pending_[i].ch, "reader gone");
+                    pending_[i] = pending_.back();
+                    pending_.pop_back();
+                }
                 continue;
             }
             for (std::size_t i = pending_.size(); i-- > 0;) {
