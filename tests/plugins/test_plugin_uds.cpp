@@ -1017,9 +1017,11 @@ TEST_CASE("uds: half frames on 40 connections stay within the reader's buffer bu
         if (f.closed || (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLIN)))) ++dropped;
     }
     INFO("baseline " << (baseline >> 20) << " MiB, peak " << (peak >> 20) << " MiB, dropped " << dropped);
-    // The constant: the two large chunks the pool keeps for reuse (half a frame touched in
-    // each here) and the small chunks of the greetings.
-    CHECK(peak < baseline + budget + (32u << 20));
+    // The constant: the two large chunks the pool keeps for reuse (up to a whole frame touched
+    // in each), the 256 KiB receive chunk each of the 40 connections got for its greeting, and
+    // allocator slack (measured peaks: 75-110 MiB over a 2 MiB baseline). Unbounded, this was
+    // 40 x 8 MiB and more.
+    CHECK(peak < baseline + budget + 2 * kMaxDefault + 40 * (256u << 10) + (8u << 20));
     CHECK(dropped >= 40 - budget / half);  // at most budget/half halves fit
     for (Flow& f : flows) ::close(f.fd);
 
