@@ -284,7 +284,7 @@ TEST_CASE("a registry file removed under a running pair is recreated and rejoine
     survive([](const std::string& path) { REQUIRE(::unlink(path.c_str()) == 0); });
 }
 
-TEST_CASE("processes in another pid namespace and outside meet and exchange, both ways", "[registry][multiprocess][containers]") {
+TEST_CASE("processes in another pid and time namespace and outside meet and exchange, both ways", "[registry][multiprocess][containers]") {
     if (::geteuid() != 0) {
         WARN("skipped: a pid namespace needs root; run the suite as root to check this");
         return;
@@ -300,9 +300,15 @@ TEST_CASE("processes in another pid namespace and outside meet and exchange, bot
     const std::vector<std::string> talk{ferry::test::bin_path("talker"), "--topic", "across", "--count", "30", "--rate",
                                         "100", "--wait-subscribers", "1", "--wait-timeout", "10"};
     const auto& inside_argv = listener_inside ? listen : talk;
-    // The "container": a new pid namespace with its own /proc, sharing /dev/shm and the runtime dir.
+    // The "container": a new pid namespace with its own /proc, and a time namespace whose
+    // monotonic and boot-time clocks run an hour ahead, sharing /dev/shm and the runtime dir.
     auto container = ferry::test::Child::fork([&] {
-        if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return 10;
+        if (::unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWTIME) != 0) return 10;
+        {
+            std::ofstream offsets("/proc/self/timens_offsets");
+            offsets << "monotonic 3600 0\nboottime 3600 0\n";
+            if (!offsets.flush()) return 14;
+        }
         if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 11;
         auto inside = ferry::test::Child::fork([&] {
             if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return 12;
