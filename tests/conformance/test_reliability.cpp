@@ -44,8 +44,9 @@ void single_message_round(const Fixture& f, int listeners, bool talker_first, in
     REQUIRE(talker.wait(30000ms) == 0);
     REQUIRE(output_has(talker, "sent 1 failed 0"));
     for (auto& l : ls) {
-        INFO("round " << round << ": " << l.output());
-        REQUIRE(l.wait(30000ms) == 0);
+        const int code = l.wait(30000ms);
+        INFO("round " << round << ": listener: " << l.output() << "talker: " << talker.output());
+        REQUIRE(code == 0);
         REQUIRE(output_has(l, "received 1 corrupt 0"));
     }
 }
