@@ -14,6 +14,7 @@
 
 #include <ferry/introspection.hpp>
 
+#include "support/domain_guard.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
@@ -62,17 +63,7 @@ long queue_depth(const std::string& domain) {
     return -1;
 }
 
-// Removes what the processes left when the test ends, however.
-struct DomainGuard {
-    std::string name = ferry::test::unique_domain();
-    ~DomainGuard() {
-        try {
-            ferry::clean_domain(name);
-        } catch (const std::exception& e) {
-            WARN("cleaning domain " << name << ": " << e.what());
-        }
-    }
-};
+using ferry::test::DomainGuard;
 
 bool mq_built() {
     for (const auto& p : ferry::list_plugins())

@@ -11,23 +11,14 @@
 
 #include <ferry/introspection.hpp>
 
+#include "support/domain_guard.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-// Removes what a probe left (one killed by the timeout included) when the test ends, however.
-struct DomainGuard {
-    std::string name = ferry::test::unique_domain();
-    ~DomainGuard() {
-        try {
-            ferry::clean_domain(name);
-        } catch (const std::exception& e) {
-            WARN("cleaning domain " << name << ": " << e.what());
-        }
-    }
-};
+using ferry::test::DomainGuard;
 
 void take_waits_300ms_with_the_wall_clock_shifted(const std::string& transport) {
     bool built = false;

@@ -299,15 +299,6 @@ TEST_CASE("mq: first halves of big messages from 40 writer ids stay within the r
     CHECK(peak < baseline + budget + (32u << 20));
 
     // A real writer is still heard.
-    auto wp = env.params(Overflow::block, 8, kMax);
-    std::unique_ptr<Writer> w;
-    REQUIRE(env.transport.create_writer(wp, w));
-    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
-    LoanBuffer buf;
-    REQUIRE(w->loan(100, buf));
-    std::memset(buf.data, 1, 100);
-    REQUIRE(w->commit(buf, 100));
-    CHECK(rd.wait(10s) == 0);
-    w.reset();
+    cases::send_final(env, rp, rd, kMax);
     ::mq_unlink(queue_of(rp).c_str());  // the reader's child ended with _exit, its queue stays
 }

@@ -353,13 +353,5 @@ TEST_CASE("pipe: half frames in 40 FIFOs stay within the reader's buffer budget"
     }
 
     // A real writer is still heard.
-    auto wp = env.params(Overflow::block, 8, kMax);
-    std::unique_ptr<Writer> w;
-    REQUIRE(env.transport.create_writer(wp, w));
-    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
-    LoanBuffer buf;
-    REQUIRE(w->loan(100, buf));
-    std::memset(buf.data, 1, 100);
-    REQUIRE(w->commit(buf, 100));
-    CHECK(rd.wait(10s) == 0);
+    cases::send_final(env, rp, rd, kMax);
 }

@@ -292,6 +292,21 @@ inline ferry::test::Child flood_target(Env& env, std::size_t max_message_size, T
     return rd;
 }
 
+// The flood target's "real writer": one 100-byte message from a fresh writer, which ends the
+// target's child with 0 (checked).
+inline void send_final(Env& env, const TopicParams& rp, ferry::test::Child& rd, std::size_t max_message_size) {
+    using namespace std::chrono_literals;
+    auto wp = env.params(Overflow::block, 8, max_message_size);
+    std::unique_ptr<Writer> w;
+    REQUIRE(env.transport.create_writer(wp, w));
+    w->sync_readers({PeerInfo{rp.endpoint_id, rd.pid()}});
+    LoanBuffer buf;
+    REQUIRE(w->loan(100, buf));
+    std::memset(buf.data, 1, 100);
+    REQUIRE(w->commit(buf, 100));
+    CHECK(rd.wait(10s) == 0);
+}
+
 }  // namespace cases
 
 // ---------------------------------------------------------------------------------------
