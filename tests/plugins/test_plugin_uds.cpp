@@ -142,9 +142,14 @@ std::size_t drain(ft::Reader& r, std::vector<std::uint64_t>& seqs) {
     }
 }
 
-// A connected raw socket to a reader's path, as a rogue process would open it.
-int raw_connect(const std::string& path) {
+// A connected raw socket to a reader's path, as a rogue process would open it; with a send
+// timeout, connect gives up then instead of blocking on a full backlog.
+int raw_connect(const std::string& path, int send_timeout_s = 0) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (send_timeout_s > 0) {
+        timeval tv{send_timeout_s, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
@@ -797,19 +802,7 @@ TEST_CASE("uds: a runtime directory deeper than sun_path still works", "[uds]") 
 namespace {
 
 // A connection that gives up after 2 s instead of blocking on a full backlog.
-int flood_connect(const std::string& path) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
+int flood_connect(const std::string& path) { return raw_connect(path, 2); }
 
 void raise_nofile(rlim_t want) {
     rlimit rl{};
