@@ -159,7 +159,9 @@ Status deliver_units(std::byte* message,
                     // Never wait under drop_oldest: discard the reader's oldest units, room for
                     // the whole message at once so that it never waits half-way.
                     t->room_made_ = true;
-                    if (t->hooks.make_room(t->fd, t->units_) > 0) continue;
+                    // Try again even if it removed nothing: the reader may have made the room.
+                    (void)t->hooks.make_room(t->fd, t->units_);
+                    continue;
                 }
                 if (err != 0) break;
                 if (t->next_unit_ == 0) t->stalled_ = false;
