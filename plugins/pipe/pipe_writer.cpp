@@ -17,12 +17,8 @@ namespace ferry::pipe {
 
 namespace {
 
-// drop_oldest and fail: how long the rest of a frame bigger than the FIFO's free room is
-// waited for before the FIFO is closed.
-constexpr auto kDrainGrace = std::chrono::milliseconds(50);
-
 const transport::FramedWriterOptions kOptions{
-    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write", kDrainGrace};
+    "pipe", kFrameMagic, "FIFO", "FIFO(s) closed mid-frame", "short write"};
 
 }  // namespace
 

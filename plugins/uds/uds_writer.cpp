@@ -14,12 +14,8 @@ namespace {
 
 constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
 
-// drop_oldest and fail: how long the rest of a frame bigger than the socket's free room is
-// waited for before the connection is closed.
-constexpr auto kDrainGrace = std::chrono::milliseconds(50);
-
 constexpr transport::FramedWriterOptions kOptions{
-    "uds", kFrameMagic, "queue", "disconnected mid-frame", "connection closed", kDrainGrace};
+    "uds", kFrameMagic, "queue", "disconnected mid-frame", "connection closed"};
 
 }  // namespace
 

@@ -223,8 +223,8 @@ Status FramedWriter::deliver(std::byte* frame, std::size_t total) {
 
     if (!pending_.empty()) {
         // Under drop_oldest and fail only the rest of a frame is waited for (briefly).
-        const auto wait = overflow != Overflow::block && options_.drop_oldest_wait.count() > 0
-                              ? std::min<Clock::duration>(params_.block_timeout, options_.drop_oldest_wait)
+        const auto wait = overflow != Overflow::block
+                              ? std::min<Clock::duration>(params_.block_timeout, kPartialFrameGrace)
                               : Clock::duration(params_.block_timeout);
         const auto deadline = Clock::now() + wait;
         while (!pending_.empty()) {

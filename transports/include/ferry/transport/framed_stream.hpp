@@ -52,10 +52,11 @@ struct FramedWriterOptions {
     const char* queue;        // "queue": what was full, in "reader(s) had a full <queue>"
     const char* torn;         // "disconnected mid-frame": what a timeout mid-frame did
     const char* closed;       // why a put that wrote 0 bytes drops the stream
-    // drop_oldest and fail: how long the rest of a partly put frame is waited for
-    // (0: block_timeout) before the stream is closed.
-    Clock::duration drop_oldest_wait{0};
 };
+
+// drop_oldest and fail: how long the rest of a frame bigger than a stream's free room (a put
+// that went in only partly) is waited for before the stream is closed.
+inline constexpr std::chrono::milliseconds kPartialFrameGrace{50};
 
 class FramedWriter : public Writer {
 public:
