@@ -484,7 +484,9 @@ int main(int argc, char** argv) {
         }
     }
     // Other middleware: skipped with the reason when not built in; iceoryx needs its daemon.
-    Roudi roudi;
+    // Static: destroyed (RouDi stopped) after iceoryx's runtime, which is made later and so
+    // ends first at exit, deregistering from a RouDi still there.
+    static Roudi roudi;
     const bool with_shm = std::find(transports.begin(), transports.end(), "shm") != transports.end();
     for (auto it = kinds.begin(); it != kinds.end();) {
         std::string why;
@@ -538,7 +540,6 @@ int main(int argc, char** argv) {
             }
         }
     }
-    roudi.stop();
     std::printf("\n");
     if (fanout > 1) std::printf("Fan-out: 1 publisher, %zu subscriber processes\n\n", fanout);
     print_table(std::cout, records);

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,18 +81,11 @@ public:
         const auto deadline = Clock::now() + std::chrono::seconds(10);
         bool answered = false;
         while (!answered && Clock::now() < deadline) {
-            if (!send(Header{Op::echo, 0, 0, 0}, error)) return false;
+            if (!send(Header{Op::echo, 0, kProbe, 0}, error)) return false;
             answered = wait_readable(20);
         }
-        if (!answered) {
-            error = "zmq: the peer did not answer within 10 s";
-            return false;
-        }
-        while (wait_readable(100)) {
-            Header h{};
-            if (!receive(h, error)) return false;
-        }
-        return true;
+        if (!answered) error = "zmq: the peer did not answer within 10 s";
+        return answered;  // receive() drops the answers to the other probes as they come
     }
 
     bool send(const Header& h, std::string& error) override {
@@ -119,10 +114,13 @@ public:
         if (ok) std::memcpy(&h, ::zmq_msg_data(&msg), sizeof h);
         else error = "zmq: received " + std::to_string(::zmq_msg_size(&msg)) + " bytes, expected " + std::to_string(buf_.size());
         ::zmq_msg_close(&msg);
+        if (ok && h.op == Op::echo_reply && h.sequence == kProbe) return receive(h, error);
         return ok;
     }
 
 private:
+    static constexpr std::uint64_t kProbe = ~std::uint64_t{0};  // the sequence of connect()'s echoes
+
     bool wait_readable(long ms) {
         zmq_pollitem_t item{sub_, 0, ZMQ_POLLIN, 0};
         return ::zmq_poll(&item, 1, ms) == 1;
@@ -336,8 +334,27 @@ std::unique_ptr<Channel> make_other_peer(const std::string& kind, std::size_t si
     return nullptr;
 }
 
+#ifdef FERRY_BENCH_ICEORYX
+// RouDi takes registrations on a Unix datagram socket at /tmp/roudi (iceoryx 2). A file left by
+// an earlier RouDi refuses connections; the live one accepts them.
+bool roudi_listening() {
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, "/tmp/roudi", sizeof addr.sun_path - 1);
+    const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+#endif
+
 bool Roudi::start(const std::vector<std::size_t>& sizes, std::uint32_t depth, std::string& error) {
 #ifdef FERRY_BENCH_ICEORYX
+    if (roudi_listening()) {
+        error = "a RouDi is already running (its mempools may not fit the sizes measured); stop it first";
+        return false;
+    }
     char tmpl[] = "/tmp/ferry-bench-roudi-XXXXXX";
     if (!::mkdtemp(tmpl)) {
         error = std::string("mkdtemp: ") + std::strerror(errno);
@@ -377,11 +394,7 @@ bool Roudi::start(const std::vector<std::size_t>& sizes, std::uint32_t depth, st
             error = std::string(FERRY_BENCH_ROUDI) + " exited at start (another RouDi running?)";
             return false;
         }
-        struct stat st {};
-        if (::stat("/tmp/roudi", &st) == 0 && S_ISSOCK(st.st_mode)) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // set-up, not measured
-            return true;
-        }
+        if (roudi_listening()) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     stop();
