@@ -78,6 +78,8 @@ std::vector<std::string> clean_domain(const std::string& domain) {
     std::vector<std::string> removed;
     std::string error;
     const std::string runtime_dir = transport::default_runtime_dir(error);
+    // Every plugin is asked for the objects it made for the domain: only it knows where.
+    const auto transports = detail::load_all_transports();
     // A registry file that is not one (damaged, zero-size, another version, a squatter's)
     // goes if no live process takes part in the domain: live ones would rejoin a fresh one.
     const std::string path = detail::Registry::path_for(d);
@@ -85,7 +87,7 @@ std::vector<std::string> clean_domain(const std::string& domain) {
         const std::string bad = detail::Registry::check_layout(fd, path);
         ::close(fd);
         if (!bad.empty()) {
-            const pid_t live = detail::live_object_owner(d, runtime_dir);
+            const pid_t live = detail::live_object_owner(d, runtime_dir, transports);
             if (live != 0)
                 throw Error(Errc::invalid_argument, path + ": " + bad + "; not removed: pid " + std::to_string(live) +
                                                         " still takes part in domain " + d);
@@ -104,7 +106,7 @@ std::vector<std::string> clean_domain(const std::string& domain) {
         for (auto& f : registry->take_removed_files()) removed.push_back(std::move(f));
         live = detail::endpoint_ids(*registry);
     }
-    auto objects = detail::remove_stale_objects(d, runtime_dir, live);
+    auto objects = detail::remove_stale_objects(d, runtime_dir, live, transports);
     removed.insert(removed.end(), objects.begin(), objects.end());
     // The registry file itself goes when no live process takes part any more.
     {

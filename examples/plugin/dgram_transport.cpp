@@ -215,6 +215,13 @@ public:
         }
     }
 
+    // Its objects: each reader's socket file in the runtime directory. ferry asks for them to
+    // remove those of dead processes (`ferry clean`, and the purge of a domain).
+    std::vector<OsObject> list_objects(const std::string& domain, const std::string& runtime_dir) const noexcept override {
+        return list_objects_in(runtime_dir, domain, "dgram");
+    }
+    bool remove_object(const std::string& path) const noexcept override { return ::unlink(path.c_str()) == 0; }
+
 private:
     const Host& host_;
 };

@@ -117,6 +117,16 @@ std::string queue_name(const TopicParams& params, std::uint64_t endpoint_id) {
     return "/" + object_name(params.domain, endpoint_id, "mq");
 }
 
+std::vector<OsObject> MqTransport::list_objects(const std::string& domain, const std::string&) const noexcept {
+    return list_objects_in("/dev/mqueue", domain, "mq");
+}
+
+bool MqTransport::remove_object(const std::string& path) const noexcept {
+    // "/dev/mqueue/<name>" is the queue "/<name>".
+    const std::size_t slash = path.rfind('/');
+    return slash != std::string::npos && ::mq_unlink(path.c_str() + slash) == 0;
+}
+
 Capabilities MqTransport::capabilities() const noexcept {
     return Capabilities{false, kMaxFragmentedMessage,
                         "POSIX message queues: one per reader, units of mq_msgsize, fragments above"};

@@ -45,6 +45,9 @@ public:
     Status validate(const TopicParams& params) const noexcept override;
     Status create_writer(const TopicParams& params, std::unique_ptr<Writer>& out) noexcept override;
     Status create_reader(const TopicParams& params, std::unique_ptr<Reader>& out) noexcept override;
+    // Its objects: each reader's queue, /ferry.<domain>.<reader>.mq (listed in /dev/mqueue).
+    std::vector<OsObject> list_objects(const std::string& domain, const std::string& runtime_dir) const noexcept override;
+    bool remove_object(const std::string& path) const noexcept override;
 
 private:
     const Host& host_;

@@ -1,7 +1,10 @@
 #include "pipe_transport.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include <ferry/transport/naming.hpp>
@@ -93,6 +96,24 @@ Status PipeTransport::create_reader(const TopicParams& params, std::unique_ptr<t
         return Status(Errc::no_resources, "pipe: cannot create reader: out of memory");
     }
 }
+
+std::vector<transport::OsObject> PipeTransport::list_objects(const std::string& domain,
+                                                           const std::string& runtime_dir) const noexcept {
+    auto out = transport::list_objects_in(runtime_dir, domain, "to-");
+    // The reader's id follows "to-" in the name: a FIFO is needed while both ends live.
+    for (auto& o : out) {
+        const std::size_t at = o.path.rfind(".to-");
+        if (at == std::string::npos || o.path.size() < at + 4 + 16) continue;
+        const std::uint64_t reader = std::strtoull(o.path.substr(at + 4, 16).c_str(), nullptr, 16);
+        try {
+            if (reader != 0) o.endpoints.push_back(reader);
+        } catch (...) {
+        }
+    }
+    return out;
+}
+
+bool PipeTransport::remove_object(const std::string& path) const noexcept { return ::unlink(path.c_str()) == 0; }
 
 }  // namespace ferry::pipe
 

@@ -215,6 +215,11 @@ public:
     Status validate(const TopicParams& params) const noexcept override;
     Status create_writer(const TopicParams& params, std::unique_ptr<transport::Writer>& out) noexcept override;
     Status create_reader(const TopicParams& params, std::unique_ptr<transport::Reader>& out) noexcept override;
+    // Its objects: one FIFO per writer and reader, ferry.<domain>.<writer>.to-<reader>.fifo in the
+    // runtime dir, needed while both live.
+    std::vector<transport::OsObject> list_objects(const std::string& domain,
+                                                  const std::string& runtime_dir) const noexcept override;
+    bool remove_object(const std::string& path) const noexcept override;
 
 private:
     const Host* host_;

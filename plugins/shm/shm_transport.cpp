@@ -1,6 +1,7 @@
 // The shm transport: one shared-memory segment per writer holding a pool of message-sized
 // chunks, per-reader rings of chunk indices, and futex wake-ups. loan() hands out a chunk,
 // so a message of any size reaches every reader without a copy. See README.md.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -113,6 +114,24 @@ public:
         } catch (...) {
             return Status(Errc::internal, "shm: unexpected exception creating a reader for topic " + p.topic);
         }
+    }
+
+    // Its objects: each writer's segment (ferry.<domain>.<writer>.shm) and each reader's doorbell
+    // (ferry.<domain>.<reader>.sig), in /dev/shm.
+    std::vector<transport::OsObject> list_objects(const std::string& domain,
+                                                  const std::string&) const noexcept override {
+        auto out = transport::list_objects_in("/dev/shm", domain, "shm");
+        auto bells = transport::list_objects_in("/dev/shm", domain, "sig");
+        try {
+            out.insert(out.end(), std::make_move_iterator(bells.begin()), std::make_move_iterator(bells.end()));
+        } catch (...) {
+        }
+        return out;
+    }
+    bool remove_object(const std::string& path) const noexcept override {
+        // "/dev/shm/<name>" is the shared-memory object "/<name>".
+        const std::size_t slash = path.rfind('/');
+        return slash != std::string::npos && ::shm_unlink(path.c_str() + slash) == 0;
     }
 
 private:

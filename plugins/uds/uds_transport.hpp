@@ -22,8 +22,10 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ferry/transport/framed_stream.hpp>
+#include <ferry/transport/naming.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -189,6 +191,12 @@ public:
     Status validate(const TopicParams& params) const noexcept override;
     Status create_writer(const TopicParams& params, std::unique_ptr<transport::Writer>& out) noexcept override;
     Status create_reader(const TopicParams& params, std::unique_ptr<transport::Reader>& out) noexcept override;
+    // Its objects: each reader's listening socket, ferry.<domain>.<reader>.sock in the runtime dir.
+    std::vector<transport::OsObject> list_objects(const std::string& domain,
+                                                  const std::string& runtime_dir) const noexcept override {
+        return transport::list_objects_in(runtime_dir, domain, "sock");
+    }
+    bool remove_object(const std::string& path) const noexcept override { return ::unlink(path.c_str()) == 0; }
 
 private:
     const Host* host_;

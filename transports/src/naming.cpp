@@ -70,6 +70,25 @@ std::string default_runtime_dir(std::string& error) {
     return dir;
 }
 
+std::vector<OsObject> list_objects_in(const std::string& dir, const std::string& domain, const char* suffix) noexcept {
+    std::vector<OsObject> out;
+    try {
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) return out;
+        const std::size_t id_end = std::string("ferry.").size() + domain.size() + 1 + 16;
+        const std::size_t suffix_len = std::strlen(suffix);
+        while (dirent* e = ::readdir(d)) {
+            const std::string name = e->d_name;
+            const std::uint64_t id = parse_object_name(name, domain);
+            if (id == 0 || name.compare(id_end + 1, suffix_len, suffix) != 0) continue;
+            out.push_back(OsObject{dir + "/" + name, {id}});
+        }
+        ::closedir(d);
+    } catch (...) {
+    }
+    return out;
+}
+
 std::uint64_t parse_object_name(const std::string& name, const std::string& domain) noexcept {
     const std::string prefix = "ferry." + domain + ".";
     if (name.compare(0, prefix.size(), prefix) != 0) return 0;

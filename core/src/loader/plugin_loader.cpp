@@ -182,10 +182,35 @@ std::shared_ptr<LoadedTransport> load_transport_file(const std::string& path) {
     return std::make_shared<DllTransport>(std::move(lib), t, destroy, path, std::move(version));
 }
 
-std::shared_ptr<LoadedTransport> load_transport(const std::string& name) {
-    static std::mutex mu;
+namespace {
+std::mutex g_cache_mu;
+std::map<std::string, std::shared_ptr<LoadedTransport>>& cache_of_loaded() {
     static std::map<std::string, std::shared_ptr<LoadedTransport>> cache;
-    std::lock_guard<std::mutex> lock(mu);
+    return cache;
+}
+}  // namespace
+
+std::vector<std::shared_ptr<LoadedTransport>> loaded_transports() {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    std::vector<std::shared_ptr<LoadedTransport>> out;
+    for (const auto& [name, t] : cache_of_loaded()) out.push_back(t);
+    return out;
+}
+
+std::vector<std::shared_ptr<LoadedTransport>> load_all_transports() {
+    for (const auto& name : available_transports()) {
+        try {
+            (void)load_transport(name);
+        } catch (const std::exception& e) {
+            log_debug("not asking transport '" + name + "': " + e.what());
+        }
+    }
+    return loaded_transports();
+}
+
+std::shared_ptr<LoadedTransport> load_transport(const std::string& name) {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    auto& cache = cache_of_loaded();
     if (auto it = cache.find(name); it != cache.end()) return it->second;
 
     const bool safe_name = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {

@@ -38,6 +38,13 @@ std::vector<std::string> available_transports();
 // reason (missing, not a ferry module, ABI mismatch, factory failed) and listing what exists.
 std::shared_ptr<LoadedTransport> load_transport(const std::string& name);
 
+// The transports this process has loaded so far.
+std::vector<std::shared_ptr<LoadedTransport>> loaded_transports();
+
+// Loads every available transport (those that fail to load are skipped) and returns them all:
+// for what must ask every plugin, like `ferry clean`.
+std::vector<std::shared_ptr<LoadedTransport>> load_all_transports();
+
 // Loads the module at `path` (no cache); throws like load_transport.
 std::shared_ptr<LoadedTransport> load_transport_file(const std::string& path);
 

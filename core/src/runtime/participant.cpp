@@ -13,6 +13,7 @@
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/posix.hpp>
+#include <ferry/transport/text.hpp>
 
 #include "log/log.hpp"
 
@@ -53,58 +54,52 @@ std::vector<std::uint64_t> endpoint_ids(Registry& registry) {
 }
 
 std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
-                                              const std::vector<std::uint64_t>& live) {
+                                              const std::vector<std::uint64_t>& live,
+                                              const std::vector<std::shared_ptr<LoadedTransport>>& transports) {
     std::vector<std::string> removed;
     // A process in another pid namespace has a pid that means nothing here: its live token says
     // it lives. Stale means no live token for the pid and no such process here either.
     const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
-    auto gone = [&](pid_t pid) {
+    auto gone = [&](std::uint64_t id) {
+        if (std::find(live.begin(), live.end(), id) != live.end()) return false;
+        const pid_t pid = transport::endpoint_pid(id);
         return std::find(token_pids.begin(), token_pids.end(), pid) == token_pids.end() && process_gone(pid);
     };
-    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
-        if (dir.empty()) continue;
-        DIR* d = ::opendir(dir.c_str());
-        if (!d) continue;
+    // The core's own objects: liveness tokens of processes that are gone.
+    if (DIR* d = ::opendir("/dev/shm")) {
         std::vector<std::string> names;
         while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
         ::closedir(d);
         const std::string alive_prefix = "ferry." + domain + ".alive.";
         for (const auto& name : names) {
-            if (dir == "/dev/shm" && name.compare(0, alive_prefix.size(), alive_prefix) == 0) {
-                const std::uint64_t token = std::strtoull(name.c_str() + alive_prefix.size(), nullptr, 16);
-                if (token != 0 && !Registry::token_alive(domain, token, true)) removed.push_back(dir + "/" + name);
-                continue;
-            }
-            const std::uint64_t id = transport::parse_object_name(name, domain);
-            if (id == 0 || std::find(live.begin(), live.end(), id) != live.end() || !gone(transport::endpoint_pid(id)))
-                continue;
-            const std::string path = dir + "/" + name;
-            if (::unlink(path.c_str()) == 0) {
-                log_info("removed " + path + " left by dead process " + std::to_string(transport::endpoint_pid(id)));
-                removed.push_back(path);
+            if (name.compare(0, alive_prefix.size(), alive_prefix) != 0) continue;
+            const std::uint64_t token = std::strtoull(name.c_str() + alive_prefix.size(), nullptr, 16);
+            if (token != 0 && !Registry::token_alive(domain, token, true)) removed.push_back("/dev/shm/" + name);
+        }
+    }
+    // The transports' objects: each plugin knows where it keeps them and how to remove them.
+    for (const auto& t : transports) {
+        for (const auto& o : t->get().list_objects(domain, runtime_dir)) {
+            if (!std::any_of(o.endpoints.begin(), o.endpoints.end(), gone)) continue;
+            if (t->get().remove_object(o.path)) {
+                log_info("removed " + transport::escape_control(o.path) + " left by dead process " +
+                         std::to_string(transport::endpoint_pid(o.endpoints.front())));
+                removed.push_back(o.path);
             }
         }
     }
     return removed;
 }
 
-pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir) {
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir,
+                        const std::vector<std::shared_ptr<LoadedTransport>>& transports) {
     const std::vector<pid_t> token_pids = transport::live_token_pids(domain);
     if (!token_pids.empty()) return token_pids.front();  // a live process of the domain, any namespace
-    for (const std::string& dir : {std::string("/dev/shm"), std::string("/dev/mqueue"), runtime_dir}) {
-        if (dir.empty()) continue;
-        DIR* d = ::opendir(dir.c_str());
-        if (!d) continue;
-        pid_t live = 0;
-        while (dirent* e = ::readdir(d)) {
-            const std::uint64_t id = transport::parse_object_name(e->d_name, domain);
-            if (id != 0 && !process_gone(transport::endpoint_pid(id))) {
-                live = transport::endpoint_pid(id);
-                break;
-            }
+    for (const auto& t : transports) {
+        for (const auto& o : t->get().list_objects(domain, runtime_dir)) {
+            for (std::uint64_t id : o.endpoints)
+                if (!process_gone(transport::endpoint_pid(id))) return transport::endpoint_pid(id);
         }
-        ::closedir(d);
-        if (live != 0) return live;
     }
     return 0;
 }
@@ -128,7 +123,7 @@ Participant::Participant(const std::string& domain, std::uint32_t mode)
     if (s_->runtime_dir.empty()) throw Error(Errc::io_error, error);
     // Whatever dead processes of this domain left behind goes now.
     s_->registry.purge_dead();
-    remove_stale_objects(s_->registry.domain(), s_->runtime_dir, endpoint_ids(s_->registry));
+    remove_stale_objects(s_->registry.domain(), s_->runtime_dir, endpoint_ids(s_->registry), loaded_transports());
     thread_ = std::thread(&Participant::run, s_);
 }
 
@@ -186,7 +181,7 @@ void Participant::run(std::shared_ptr<Shared> s) {
                 // The registry file removed, replaced or truncated: rejoin so new processes meet us.
                 if (registry.rejoin_if_needed()) resync = true;
                 if (!registry.purge_if_due().empty())
-                    remove_stale_objects(registry.domain(), s->runtime_dir, endpoint_ids(registry));
+                    remove_stale_objects(registry.domain(), s->runtime_dir, endpoint_ids(registry), loaded_transports());
                 (void)registry.take_removed_files();  // only `ferry clean` reports them
                 const std::size_t n = registry.participant_count();
                 next_check = now + std::clamp<transport::Clock::duration>(kCheckPerProcess * n, kCheckInterval,

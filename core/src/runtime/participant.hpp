@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "loader/plugin_loader.hpp"
 #include "registry/registry.hpp"
 
 namespace ferry::detail {
@@ -65,16 +66,21 @@ private:
     std::thread thread_;
 };
 
-// Removes OS objects of `domain` in /dev/shm, /dev/mqueue and `runtime_dir` whose creating
-// process is gone. Returns their paths. Objects of endpoints listed in `live` (the registry's,
-// whose liveness tokens hold across pid namespaces) are kept whatever their pid says.
+// Removes the liveness tokens of dead processes of `domain` (the core's own objects), and asks
+// each of `transports` which objects it made for the domain, removing through it those an
+// endpoint of a dead process needed. Returns their paths. Objects of endpoints listed in `live`
+// (the registry's, whose liveness tokens hold across pid namespaces) are kept whatever their
+// pid says.
 std::vector<std::string> remove_stale_objects(const std::string& domain, const std::string& runtime_dir,
-                                              const std::vector<std::uint64_t>& live = {});
+                                              const std::vector<std::uint64_t>& live,
+                                              const std::vector<std::shared_ptr<LoadedTransport>>& transports);
 // The ids of the endpoints `registry` lists (after a purge: all of live processes).
 std::vector<std::uint64_t> endpoint_ids(Registry& registry);
 
-// The pid of a live process owning an OS object of `domain`, or 0 if there is none.
-pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir);
+// The pid of a live process owning an OS object of `domain` (any of `transports`'), or 0 if
+// there is none.
+pid_t live_object_owner(const std::string& domain, const std::string& runtime_dir,
+                        const std::vector<std::shared_ptr<LoadedTransport>>& transports);
 
 // FERRY_DOMAIN or "0"; throws if the name is not [A-Za-z0-9_-]{1,32}.
 std::string checked_domain(const std::string& domain);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <ferry/transport/transport.hpp>
+
 namespace ferry::transport {
 
 inline constexpr int kEndpointPidShift = 24;
@@ -40,6 +42,11 @@ std::string default_runtime_dir(std::string& error);
 // Parses "ferry.<domain>.<16 hex>.<...>" and returns the endpoint id, or 0 if `name` is not
 // an endpoint object of `domain`.
 std::uint64_t parse_object_name(const std::string& name, const std::string& domain) noexcept;
+
+// The entries of directory `dir` named "ferry.<domain>.<16 hex id>.<suffix>..." (the name after
+// the id starting with `suffix`), as objects of that one endpoint with path dir + "/" + name.
+// Never throws: an unreadable directory or no memory gives what was found so far.
+std::vector<OsObject> list_objects_in(const std::string& dir, const std::string& domain, const char* suffix) noexcept;
 
 // True if a process with this pid exists (it may belong to another user), or if a ferry
 // process of that pid lives in another pid namespace (its liveness token, see peer_alive, is

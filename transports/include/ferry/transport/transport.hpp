@@ -238,6 +238,14 @@ struct Capabilities {
     std::size_t max_readers = 0;
 };
 
+// An OS object a plugin made for a domain (a segment, a queue, a socket file), as found by
+// listing where the plugin keeps them. It is stale, and may be removed, once the process of
+// any of `endpoints` is gone.
+struct OsObject {
+    std::string path;                      // what remove_object() takes, and what users are shown
+    std::vector<std::uint64_t> endpoints;  // the endpoints it serves (one, or writer and reader)
+};
+
 class Transport {
 public:
     virtual ~Transport() = default;
@@ -253,6 +261,20 @@ public:
     // learns of it from the registry can connect at once.
     virtual Status create_writer(const TopicParams& params, std::unique_ptr<Writer>& out) noexcept = 0;
     virtual Status create_reader(const TopicParams& params, std::unique_ptr<Reader>& out) noexcept = 0;
+
+    // The objects of `domain` this plugin's endpoints have made that exist now, in whatever
+    // namespace the mechanism uses (only the plugin knows where). The core decides which are
+    // stale (their processes gone: `ferry clean`, and one process of the domain now and then)
+    // and removes those with remove_object(). Names are parsed, never trusted.
+    virtual std::vector<OsObject> list_objects(const std::string& domain, const std::string& runtime_dir) const noexcept {
+        (void)domain;
+        (void)runtime_dir;
+        return {};
+    }
+    virtual bool remove_object(const std::string& path) const noexcept {
+        (void)path;
+        return false;
+    }
 };
 
 enum class LogLevel : int { trace = 0, debug, info, warn, error };
