@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <ferry/transport/framed_stream.hpp>
+#include <ferry/transport/naming.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -64,7 +65,7 @@ public:
 
 private:
     struct Conn : Channel {
-        pid_t reader_pid = 0;
+        transport::ProcessId reader;  // its process, for liveness
         std::string path;
         dev_t dev = 0;
         ino_t ino = 0;

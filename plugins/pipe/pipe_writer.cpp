@@ -45,7 +45,7 @@ void PipeWriter::forget_locked(Channel& ch) noexcept {
 // only as a FIFO that stays full: its pid is gone, or it removed our FIFO as garbage.)
 bool PipeWriter::peer_alive(const Channel& ch) noexcept {
     const Conn& conn = static_cast<const Conn&>(ch);
-    if (!transport::process_alive(conn.reader_pid)) return false;
+    if (!transport::process_alive(conn.reader)) return false;
     struct stat st {};
     return ::lstat(conn.path.c_str(), &st) == 0 && st.st_dev == conn.dev && st.st_ino == conn.ino;
 }
@@ -71,9 +71,10 @@ std::size_t PipeWriter::undrained(const Channel& ch) noexcept {
 }
 
 std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& reader, std::string& error, Errc& /*refusal*/) {
-    const pid_t pid = reader.pid > 0 ? reader.pid : transport::endpoint_pid(reader.endpoint_id);
+    const transport::ProcessId who{reader.pid > 0 ? reader.pid : transport::endpoint_pid(reader.endpoint_id),
+                                   reader.pid > 0 ? reader.start_time : 0};
     const std::string path = fifo_path(params_, params_.endpoint_id, reader.endpoint_id);
-    if (!transport::process_alive(pid)) {
+    if (!transport::process_alive(who)) {
         error = "reader of " + path + " is gone";
         return nullptr;
     }
@@ -105,7 +106,7 @@ std::shared_ptr<PipeWriter::Channel> PipeWriter::open_channel(const PeerInfo& re
     conn->capacity = capacity > 0 ? static_cast<std::size_t>(capacity) : 65536;
     conn->fd = std::move(fd);
     conn->reader_id = reader.endpoint_id;
-    conn->reader_pid = pid;
+    conn->reader = who;
     conn->path = path;
     conn->dev = st.st_dev;
     conn->ino = st.st_ino;

@@ -4,11 +4,14 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <ferry/transport/naming.hpp>
 
@@ -165,4 +168,45 @@ TEST_CASE("a change rings only the processes with an endpoint on its topic", "[r
     child.wait(5000ms);
     ::close(fds[0]);
     ::close(fds[1]);
+}
+
+TEST_CASE("one liveness rule: a zombie, or a newer process with the same pid, is not the peer", "[registry][liveness]") {
+    namespace ft = ferry::transport;
+    // A live child is alive by pid, and by pid and its start time; with another start time it
+    // is a different process that reused the pid.
+    const pid_t live = ::fork();
+    REQUIRE(live >= 0);
+    if (live == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    const std::uint64_t start = ft::process_start_time(live);
+    CHECK(start != 0);
+    CHECK(ft::process_alive(live));
+    CHECK(ft::process_alive(ft::ProcessId{live, start}));
+    CHECK_FALSE(ft::process_alive(ft::ProcessId{live, start + 1}));
+    ::kill(live, SIGKILL);
+    // Not reaped yet: a zombie, which kill(pid, 0) still finds. It takes and answers nothing.
+    REQUIRE(ferry::test::wait_until([&] {
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(live));
+        std::FILE* f = std::fopen(path, "r");
+        if (!f) return false;
+        char buf[512] = {};
+        const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+        std::fclose(f);
+        const char* close = std::strrchr(buf, ')');
+        return n > 0 && close && close[1] == ' ' && close[2] == 'Z';
+    }, 5000ms));
+    CHECK(::kill(live, 0) == 0);
+    CHECK_FALSE(ft::process_alive(live));
+    CHECK_FALSE(ft::process_alive(ft::ProcessId{live, start}));
+    CHECK(process_gone(live));
+    CHECK_FALSE(process_is(ProcessId{live, start}));
+    int status = 0;
+    REQUIRE(::waitpid(live, &status, 0) == live);
+    CHECK_FALSE(ft::process_alive(live));
+    // This process, as the SDK names it.
+    CHECK(ft::this_process().pid == ::getpid());
+    CHECK(ft::process_alive(ft::this_process()));
 }

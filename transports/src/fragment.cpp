@@ -172,7 +172,7 @@ Status deliver_units(std::byte* message,
             } else if (err == EAGAIN && t->next_unit_ == 0 && overflow == Overflow::drop_oldest) {
                 finish(t, Errc::ok, true);  // skipped: the reader sees the gap and counts it lost
             } else if (err == EAGAIN && t->next_unit_ == 0 && t->stalled_ &&
-                       ((t->pid > 0 && !process_alive(t->pid)) ||
+                       ((t->pid > 0 && !process_alive(ProcessId{t->pid, t->start_time})) ||
                         (t->hooks.still_there != nullptr && t->object != nullptr && !t->hooks.still_there(t->object)))) {
                 t->broken = true;  // it stopped taking because it is gone
                 finish(t, Errc::ok, false);
@@ -193,7 +193,7 @@ Status deliver_units(std::byte* message,
         Clock::time_point earliest = Clock::time_point::max();
         for (UnitTarget* t : targets) {
             if (!t->waiting_) continue;
-            if ((t->pid > 0 && !process_alive(t->pid)) ||
+            if ((t->pid > 0 && !process_alive(ProcessId{t->pid, t->start_time})) ||
                 (t->hooks.still_there != nullptr && t->object != nullptr && !t->hooks.still_there(t->object))) {
                 t->broken = true;
                 finish(t, Errc::ok, false);
@@ -691,9 +691,10 @@ void FragmentingWriter::sync_readers(const std::vector<PeerInfo>& readers) noexc
                 r->target.object = r->object.c_str();
                 r->target.unit_size = unit_size;
                 r->target.pid = pid;
+                r->target.start_time = peer.pid > 0 ? peer.start_time : 0;
                 next->push_back(std::move(r));
             } else if (st.code() == Errc::closed) {
-                if (!process_alive(pid)) reclaim_receiver(peer);
+                if (!process_alive(ProcessId{pid, peer.pid > 0 ? peer.start_time : 0})) reclaim_receiver(peer);
             } else {
                 log(host_, LogLevel::warn, st.message());
             }
@@ -701,7 +702,7 @@ void FragmentingWriter::sync_readers(const std::vector<PeerInfo>& readers) noexc
         for (const auto& r : *current) {
             const bool listed = std::find(readers.begin(), readers.end(), r->peer) != readers.end();
             const pid_t pid = r->peer.pid > 0 ? r->peer.pid : endpoint_pid(r->peer.endpoint_id);
-            if (!listed && !process_alive(pid)) reclaim_receiver(r->peer);
+            if (!listed && !process_alive(ProcessId{pid, r->peer.pid > 0 ? r->peer.start_time : 0})) reclaim_receiver(r->peer);
         }
         const std::size_t n = next->size();
         {

@@ -133,10 +133,70 @@ bool any_token_held(pid_t pid) noexcept {
 
 }  // namespace
 
-bool process_alive(pid_t pid) noexcept {
-    if (pid <= 0) return false;
-    if (::kill(pid, 0) == 0 || errno == EPERM) return true;
-    return any_token_held(pid);
+namespace {
+
+struct ProcStat {
+    bool exists = false;
+    bool zombie = false;
+    std::uint64_t start_time = 0;
+};
+
+// /proc/<pid>/stat: "pid (comm) state ppid ... starttime(22) ..."; comm may hold ')' and spaces,
+// so fields are counted from the last ')'.
+ProcStat read_proc_stat(pid_t pid) noexcept {
+    ProcStat out;
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    char buf[1024];
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return out;
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');
+    if (p == nullptr) return out;
+    ++p;
+    int field = 2;  // the one ending at ')'
+    const char* state = nullptr;
+    while (*p != '\0') {
+        while (*p == ' ') ++p;
+        if (*p == '\0') break;
+        ++field;
+        if (field == 3) state = p;
+        if (field == 22) {
+            out.start_time = std::strtoull(p, nullptr, 10);
+            break;
+        }
+        while (*p != ' ' && *p != '\0') ++p;
+    }
+    out.exists = true;
+    out.zombie = state != nullptr && (*state == 'Z' || *state == 'X');
+    return out;
+}
+
+}  // namespace
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+    const ProcStat st = read_proc_stat(pid);
+    return st.exists ? st.start_time : 0;
+}
+
+ProcessId this_process() noexcept {
+    static const ProcessId self{static_cast<std::int32_t>(::getpid()), process_start_time(::getpid())};
+    if (self.pid == ::getpid()) return self;
+    return ProcessId{static_cast<std::int32_t>(::getpid()), process_start_time(::getpid())};  // a forked child
+}
+
+bool process_alive(const ProcessId& p) noexcept {
+    if (p.pid <= 0) return false;
+    const ProcStat st = read_proc_stat(p.pid);
+    if (st.exists) {
+        if (!st.zombie && (p.start_time == 0 || st.start_time == p.start_time)) return true;
+    } else if (::kill(p.pid, 0) == 0 || errno == EPERM) {
+        return true;  // exists, but /proc does not show it (hidepid): the pid is all there is
+    }
+    return any_token_held(p.pid);
 }
 
 namespace {

@@ -154,59 +154,7 @@ void copy_str(char* dst, std::size_t cap, const std::string& src) {
 
 std::string read_str(const char* src, std::size_t cap) { return std::string(src, ::strnlen(src, cap)); }
 
-struct ProcStat {
-    bool exists = false;
-    bool zombie = false;
-    std::uint64_t start_time = 0;
-};
-
-ProcStat read_proc_stat(pid_t pid) {
-    ProcStat out;
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text;
-    if (!std::getline(in, text)) return out;
-    const auto close = text.rfind(')');
-    if (close == std::string::npos) return out;
-    std::istringstream rest(text.substr(close + 1));
-    std::string state;
-    rest >> state;
-    std::string field;
-    for (int i = 4; i <= 22 && rest >> field; ++i) {
-        if (i == 22) out.start_time = std::strtoull(field.c_str(), nullptr, 10);
-    }
-    out.exists = true;
-    out.zombie = state == "Z" || state == "X";
-    return out;
-}
-
 }  // namespace
-
-ProcessId this_process() {
-    static const ProcessId self = [] {
-        ProcessId p;
-        p.pid = ::getpid();
-        p.start_time = read_proc_stat(p.pid).start_time;
-        return p;
-    }();
-    // After fork() the cached value belongs to the parent.
-    if (self.pid != ::getpid()) {
-        ProcessId p;
-        p.pid = ::getpid();
-        p.start_time = read_proc_stat(p.pid).start_time;
-        return p;
-    }
-    return self;
-}
-
-bool process_gone(pid_t pid) {
-    const ProcStat st = read_proc_stat(pid);
-    return !st.exists || st.zombie;
-}
-
-bool process_is(const ProcessId& p) {
-    const ProcStat st = read_proc_stat(p.pid);
-    return st.exists && !st.zombie && st.start_time == p.start_time;
-}
 
 void set_registry_interrupt(const std::atomic<bool>* flag) noexcept { g_interrupt.store(flag); }
 
@@ -1113,6 +1061,7 @@ std::vector<EndpointRecord> Registry::endpoints() {
         r.node = read_str(e.node, kNodeLen);
         r.role = static_cast<Role>(e.role);
         r.pid = e.pid;
+        r.start_time = e.start_time;
         r.messages = e.messages.load(std::memory_order_relaxed);
         r.bytes = e.bytes.load(std::memory_order_relaxed);
         r.undelivered = e.undelivered.load(std::memory_order_relaxed);

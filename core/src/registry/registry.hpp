@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <ferry/qos.hpp>
+#include <ferry/transport/naming.hpp>
 #include <ferry/transport/transport.hpp>
 
 namespace ferry::detail {
@@ -44,6 +45,7 @@ struct EndpointRecord {
     std::string node;
     Role role = Role::publisher;
     pid_t pid = 0;
+    std::uint64_t start_time = 0;  // of process `pid`, as it registered (see ProcessId)
     std::uint64_t messages = 0;
     std::uint64_t bytes = 0;
     std::uint64_t undelivered = 0;  // publisher: messages a subscriber did not get (Writer::undelivered)
@@ -55,16 +57,15 @@ struct EndpointCounters {
     std::atomic<std::uint64_t>* undelivered = nullptr;
 };
 
-// Identity of a process that survives pid reuse: pid + start time (clock ticks since boot).
-struct ProcessId {
-    pid_t pid = 0;
-    std::uint64_t start_time = 0;
-};
-ProcessId this_process();
+// Identity of a process that survives pid reuse, and the one liveness rule: the SDK's
+// (naming.hpp), so that the core and every plugin agree on zombies, reused pids and processes
+// in other pid namespaces.
+using transport::ProcessId;
+using transport::this_process;
 // False for a process that is gone, a zombie, or a new process that reused the pid.
-bool process_is(const ProcessId& p);
-// True if no running process has this pid (gone, or a zombie waiting to be reaped).
-bool process_gone(pid_t pid);
+inline bool process_is(const ProcessId& p) { return transport::process_alive(p); }
+// True if no live process has this pid (gone, or a zombie waiting to be reaped).
+inline bool process_gone(pid_t pid) { return !transport::process_alive(pid); }
 
 class Registry {
 public:

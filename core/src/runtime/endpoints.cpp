@@ -29,7 +29,7 @@ Error forked_error(const std::string& what, const std::string& topic) {
 std::vector<transport::PeerInfo> peers_of(const std::vector<EndpointRecord>& all, const std::string& topic, Role role) {
     std::vector<transport::PeerInfo> out;
     for (const auto& e : all)
-        if (e.role == role && e.topic == topic) out.push_back({e.id, e.pid});
+        if (e.role == role && e.topic == topic) out.push_back({e.id, e.pid, e.start_time});
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.endpoint_id < b.endpoint_id; });
     return out;
 }

@@ -113,6 +113,7 @@ struct UnitTarget {
     std::size_t unit_size = 0;        // largest unit this receiver takes, header included
     std::uint32_t next_sequence = 0;  // sequence for the next message to this receiver
     std::int32_t pid = 0;             // the receiver's process, checked when it stops taking
+    std::uint64_t start_time = 0;     // of that process (0: not known), see ProcessId
     std::atomic<bool> broken{false};  // set when the receiver is gone; skipped from then on
     // Owned by deliver_units.
     std::uint32_t next_unit_ = 0;

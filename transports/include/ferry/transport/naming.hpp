@@ -48,10 +48,25 @@ std::uint64_t parse_object_name(const std::string& name, const std::string& doma
 // Never throws: an unreadable directory or no memory gives what was found so far.
 std::vector<OsObject> list_objects_in(const std::string& dir, const std::string& domain, const char* suffix) noexcept;
 
-// True if a process with this pid exists (it may belong to another user), or if a ferry
-// process of that pid lives in another pid namespace (its liveness token, see peer_alive, is
-// held). Cheap when the pid exists here (one kill()); otherwise one scan of /dev/shm.
-bool process_alive(pid_t pid) noexcept;
+// A process as ferry tells processes apart: pids are reused, so the process's start time (clock
+// ticks since boot, field 22 of /proc/<pid>/stat) goes with its pid. start_time 0: not known.
+struct ProcessId {
+    std::int32_t pid = 0;
+    std::uint64_t start_time = 0;
+};
+// This process (re-read after fork()).
+ProcessId this_process() noexcept;
+// Its start time as /proc says, or 0 if the process does not exist (or /proc is not readable).
+std::uint64_t process_start_time(pid_t pid) noexcept;
+
+// The one liveness rule of ferry, used by the core and every plugin. A process lives if a
+// process of this pid exists here, is not a zombie (a zombie takes, reads and answers nothing)
+// and, when `p.start_time` is known, started then (not a newer process that reused the pid);
+// or, failing that, if a ferry process of that pid lives in another pid namespace (its liveness
+// token, see peer_alive, is held). One read of /proc/<pid>/stat; one scan of /dev/shm when the
+// process is not found here.
+bool process_alive(const ProcessId& p) noexcept;
+inline bool process_alive(pid_t pid) noexcept { return process_alive(ProcessId{pid, 0}); }
 
 // True if the process that created `endpoint_id` still lives, in whatever pid namespace it
 // runs (containers sharing /dev/shm): every process taking part in a domain holds an exclusive

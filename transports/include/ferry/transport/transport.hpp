@@ -145,6 +145,7 @@ struct TopicParams {
 struct PeerInfo {
     std::uint64_t endpoint_id = 0;
     std::int32_t pid = 0;
+    std::uint64_t start_time = 0;  // of process `pid` (see naming.hpp's ProcessId); 0 if not known
     bool operator==(const PeerInfo& o) const noexcept { return endpoint_id == o.endpoint_id; }
 };
 
