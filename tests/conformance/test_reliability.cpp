@@ -232,7 +232,7 @@ CONFORMANCE_CASE("a subscriber holding its max_held_samples hurts only itself, u
     healthy_keeps_pace(transport, "fail", Other::hoarder);
 }
 
-CONFORMANCE_CASE("4 threads publish 5000 messages each on one publisher; 4 threads take them") {
+CONFORMANCE_CASE("4 threads publish 5000 messages each on one publisher while 4 threads take them") {
     Fixture f(transport);
     auto node = f.node("threads");
     auto sub = node.subscribe<std::uint64_t>("mt");
