@@ -23,6 +23,8 @@ class Node;
 class RawPublisher;
 class RawSubscriber;
 template <class T>
+class Publisher;
+template <class T>
 class Subscriber;
 
 namespace detail {
@@ -84,10 +86,6 @@ class [[nodiscard]] Loan {
 
 public:
     Loan() noexcept = default;
-    // Default-initialised, not zeroed: a 4 MiB frame is not cleared before you fill it.
-    explicit Loan(RawLoan raw) : raw_(std::move(raw)) {
-        if (raw_.valid()) new (raw_.data()) T;
-    }
     bool valid() const noexcept { return raw_.valid(); }
     explicit operator bool() const noexcept { return valid(); }
     const Status& status() const noexcept { return raw_.status(); }
@@ -97,6 +95,11 @@ public:
     Status publish() { return raw_.publish(); }
 
 private:
+    friend class Publisher<T>;
+    // Default-initialised, not zeroed: a 4 MiB frame is not cleared before you fill it.
+    explicit Loan(RawLoan raw) : raw_(std::move(raw)) {
+        if (raw_.valid()) new (raw_.data()) T;
+    }
     RawLoan raw_;
 };
 

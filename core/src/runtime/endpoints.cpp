@@ -345,14 +345,14 @@ RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool block
         s.status_ = Status(Errc::invalid_argument, forked_error("a subscriber", topic_).what());
         return s;
     }
-    const auto nothing = [&](std::string why) {
-        s.status_ = blocking ? Status(Errc::timeout, std::move(why) + " on '" + topic_ + "' before the deadline")
-                             : Status(Errc::would_block, std::move(why) + " queued on '" + topic_ + "'");
+    // The common empty answers: messages short enough not to allocate (a polling loop makes many).
+    const auto nothing = [&] {
+        s.status_ = blocking ? Status(Errc::timeout, "nothing arrived") : Status(Errc::would_block, "nothing queued");
         return std::move(s);
     };
     std::unique_lock<std::timed_mutex> lock(take_mu_, std::defer_lock);
     if (!blocking ? !lock.try_lock() : !lock.try_lock_until(deadline))
-        return nothing("no message");  // another thread is taking and nothing came for us meanwhile
+        return nothing();  // another thread is taking and nothing came for us meanwhile
     if (box_->held.load(std::memory_order_acquire) >= qos_.max_held_samples) {
         s.status_ = Status(Errc::no_resources, "subscriber of '" + topic_ + "' already holds " +
                                                    std::to_string(qos_.max_held_samples) +
@@ -365,7 +365,7 @@ RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool block
         if (!st) {
             // A deadline that passed while we waited for the lock makes the transport poll.
             if (st.code() == transport::Errc::timeout || st.code() == transport::Errc::would_block)
-                return nothing("no message");
+                return nothing();
             if (st.code() != transport::Errc::closed) log_warn("take on '" + topic_ + "': " + st.message());
             s.status_ = to_public(st);
             return s;
