@@ -53,25 +53,30 @@ int main(int argc, char** argv) {
                 }
                 until = std::min(deadline, next_progress);
             }
-            auto sample = sub.RawSubscriber::take(until - std::chrono::steady_clock::now());
+            // A view of the bytes where they lie (in shared memory on shm): no copy.
+            auto sample = sub.take_sample(until - std::chrono::steady_clock::now());
             if (!sample) {
+                if (sample.status().code() != ferry::Errc::timeout) {
+                    std::fprintf(stderr, "listener: %s\n", sample.status().message().c_str());
+                    break;
+                }
                 if (std::chrono::steady_clock::now() < deadline) continue;
                 break;
             }
             ++received;
             std::uint64_t index = 0;
-            if (!example::check_payload(sample->data(), sample->size(), index)) {
+            if (!example::check_payload(sample.data(), sample.size(), index)) {
                 ++corrupt;
                 continue;
             }
-            auto [it, first] = last_index.emplace(sample->info().publisher_id, index);
+            auto [it, first] = last_index.emplace(sample.info().publisher_id, index);
             if (!first) {
                 if (index <= it->second) ++out_of_order;
                 it->second = index;
             }
             if (!quiet && count <= 20)
                 std::printf("listener: got #%llu (%zu bytes) from publisher %llx\n", static_cast<unsigned long long>(index),
-                            sample->size(), static_cast<unsigned long long>(sample->info().publisher_id));
+                            sample.size(), static_cast<unsigned long long>(sample.info().publisher_id));
         }
         if (received == count) code = 0;
         else std::fprintf(stderr, "listener: timed out after %.1f s\n", timeout);

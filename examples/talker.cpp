@@ -46,9 +46,9 @@ int main(int argc, char** argv) {
         auto next = std::chrono::steady_clock::now();
         std::uint64_t failed = 0;
         for (std::uint64_t i = 0; i < count; ++i) {
-            ferry::Status st;
-            auto loan = pub.loan(size, &st);  // zero-copy on shm, one copy elsewhere
-            if (loan.valid()) {
+            auto loan = pub.loan(size);  // zero-copy on shm, one copy elsewhere
+            ferry::Status st = loan.status();
+            if (loan) {
                 example::fill_payload(loan.data(), size, i);
                 st = loan.publish();
             }

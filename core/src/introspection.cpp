@@ -15,6 +15,7 @@
 #include "loader/plugin_loader.hpp"
 #include "registry/registry.hpp"
 #include "runtime/participant.hpp"
+#include "runtime/translate.hpp"
 
 namespace ferry {
 
@@ -92,7 +93,7 @@ std::vector<std::string> clean_domain(const std::string& domain) {
                 throw Error(Errc::invalid_argument, path + ": " + bad + "; not removed: pid " + std::to_string(live) +
                                                         " still takes part in domain " + d);
             if (::unlink(path.c_str()) != 0)
-                throw Error(transport::errc_from_errno(errno), "cannot remove " + path + ": " + std::strerror(errno));
+                throw Error(detail::to_public(transport::errc_from_errno(errno)), "cannot remove " + path + ": " + std::strerror(errno));
             removed.push_back(path + " (" + bad.substr(0, bad.find(": /dev/shm")) + ")");
         }
     }

@@ -78,10 +78,11 @@ RawSubscriber Node::subscribe_raw(const std::string& topic, const std::string& t
     return RawSubscriber(detail::SubscriberCore::create(impl_->spec(topic, type), nullptr));
 }
 
-RawSubscriber Node::subscribe_raw(const std::string& topic,
-                                  const std::string& type,
-                                  std::function<void(RawSample&, RawSubscriber&)> callback) {
-    return RawSubscriber(detail::SubscriberCore::create(impl_->spec(topic, type), std::move(callback)));
+Subscription Node::subscribe_raw(const std::string& topic,
+                                 const std::string& type,
+                                 std::function<void(RawSample&)> callback) {
+    if (!callback) throw Error(Errc::invalid_argument, "subscribe '" + topic + "': the callback is empty");
+    return Subscription(detail::SubscriberCore::create(impl_->spec(topic, type), std::move(callback)));
 }
 
 }  // namespace ferry

@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
         auto next = std::chrono::steady_clock::now();
         std::uint64_t failed = 0;
         for (std::uint64_t n = 0; n < count; ++n) {
-            ferry::Status st;
-            auto frame = pub.loan(&st);  // a camera::Frame inside the transport's buffer
-            if (frame.valid()) {
+            auto frame = pub.loan();  // a camera::Frame inside the transport's buffer
+            ferry::Status st = frame.status();
+            if (frame) {
                 // "Capture": a driver would DMA or decode into frame->pixels here.
                 constexpr std::size_t kRow = camera::kWidth * camera::kBytesPerPixel;
                 for (std::uint32_t y = 0; y < camera::kHeight; ++y)

@@ -75,14 +75,18 @@ int main(int argc, char** argv) {
             auto wait = std::min<Clock::duration>(deadline - Clock::now(), window_start + std::chrono::seconds(1) - Clock::now());
             auto frame = sub.take_sample(std::max<Clock::duration>(wait, Clock::duration::zero()));
             const auto now = Clock::now();
+            if (!frame && frame.status().code() != ferry::Errc::timeout) {
+                std::fprintf(stderr, "camera_subscriber: %s\n", frame.status().message().c_str());
+                return 1;
+            }
             if (frame) {
-                const double latency = static_cast<double>(camera::now_ns() - (*frame)->header.timestamp_ns) / 1e3;
+                const double latency = static_cast<double>(camera::now_ns() - frame->header.timestamp_ns) / 1e3;
                 if (received++ == 0) first_frame = now;
                 last_frame_at = now;
-                const auto n = static_cast<std::int64_t>((*frame)->header.frame);
+                const auto n = static_cast<std::int64_t>(frame->header.frame);
                 if (last_frame >= 0 && n > last_frame + 1) lost += static_cast<std::uint64_t>(n - last_frame - 1);
                 last_frame = n;
-                if (!frame_intact(**frame)) ++damaged;
+                if (!frame_intact(*frame)) ++damaged;
                 for (Window* w : {&second, &total}) {
                     w->latency_us.push_back(latency);
                     ++w->frames;

@@ -95,7 +95,7 @@ std::string runtime_dir();
 template <class T>
 class Collector {
 public:
-    ferry::Subscriber<T> subscribe(ferry::Node& node, const std::string& topic) {
+    ferry::Subscription subscribe(ferry::Node& node, const std::string& topic) {
         return node.subscribe<T>(topic, [this](const T& v) {
             std::lock_guard<std::mutex> lock(mu_);
             got_.push_back(v);

@@ -2,7 +2,9 @@
 // oversized messages refused.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include <ferry/introspection.hpp>
@@ -12,6 +14,15 @@
 using namespace std::chrono_literals;
 using conformance::Fixture;
 using conformance::output_has;
+
+CONFORMANCE_CASE("its module loads") {
+    const auto plugins = ferry::list_plugins();
+    const auto it = std::find_if(plugins.begin(), plugins.end(), [&](const auto& p) { return p.name == transport; });
+    INFO("FERRY_PLUGIN_PATH=" << (std::getenv("FERRY_PLUGIN_PATH") ? std::getenv("FERRY_PLUGIN_PATH") : ""));
+    REQUIRE(it != plugins.end());
+    INFO(it->path << ": " << it->error);
+    CHECK(it->loaded);
+}
 
 CONFORMANCE_CASE("1 to 1, 10000 messages in order and none lost under block") {
     Fixture f(transport);

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
         ferry::Node node("clock_probe");
         auto sub = node.subscribe<ferry::Bytes>(argv[1]);
         const auto start = std::chrono::steady_clock::now();
-        auto sample = sub.RawSubscriber::take(std::chrono::milliseconds(300));
+        auto sample = sub.take_sample(std::chrono::milliseconds(300));
         const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
         struct timespec rt {};
         ::clock_gettime(CLOCK_REALTIME, &rt);

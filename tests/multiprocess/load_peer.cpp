@@ -71,9 +71,9 @@ int main(int argc, char** argv) {
     std::mutex mu;
     std::map<std::string, Stats> stats;
     auto last_message = Clock::now();
-    std::vector<ferry::RawSubscriber> subs;
+    std::vector<ferry::Subscription> subs;
     for (auto& t : topics) {
-        subs.push_back(node.subscribe_raw(t, "bytes", [&, t](ferry::RawSample& s, ferry::RawSubscriber&) {
+        subs.push_back(node.subscribe_raw(t, "bytes", [&, t](ferry::RawSample& s) {
             std::lock_guard<std::mutex> lock(mu);
             auto& st = stats[t];
             ++st.got;

@@ -24,10 +24,11 @@ int main(int argc, char** argv) {
         ferry::Node node("connect_probe");
         const auto t1 = Clock::now();
         auto sub = node.subscribe_raw(topic, "");  // any type: the talker publishes bytes
-        auto msg = sub.take(std::chrono::milliseconds(static_cast<long>(timeout * 1000)));
+        auto msg = sub.take_sample(std::chrono::milliseconds(static_cast<long>(timeout * 1000)));
         const auto t2 = Clock::now();
         if (!msg) {
-            std::fprintf(stderr, "connect_probe: nothing received within %.1f s\n", timeout);
+            std::fprintf(stderr, "connect_probe: nothing received within %.1f s: %s\n", timeout,
+                         msg.status().message().c_str());
             return 1;
         }
         std::printf("node_ms %.2f connect_ms %.2f\n", ms(t1 - t0), ms(t2 - t1));

@@ -21,14 +21,13 @@ public:
     }
 
     bool send(const Header& h, std::string& error) override {
-        ferry::Status st;
-        ferry::RawLoan loan = pub_.loan(size_, &st);
-        if (!loan.valid()) {
-            error = "loan of " + std::to_string(size_) + " bytes: " + st.message();
+        ferry::RawLoan loan = pub_.loan(size_);
+        if (!loan) {
+            error = "loan of " + std::to_string(size_) + " bytes: " + loan.status().message();
             return false;
         }
         std::memcpy(loan.data(), &h, sizeof h);  // the rest of the loan stays as it is
-        st = loan.publish();
+        const ferry::Status st = loan.publish();
         if (!st) {
             error = "publish of " + std::to_string(size_) + " bytes: " + st.message();
             return false;
@@ -37,16 +36,17 @@ public:
     }
 
     bool receive(Header& h, std::string& error) override {
-        auto sample = sub_.take(kReceiveTimeout);
+        ferry::RawSample sample = sub_.take_sample(kReceiveTimeout);
         if (!sample) {
-            error = "no message on " + sub_.topic() + " within " + std::to_string(kReceiveTimeout.count()) + " s";
+            error = "no message on " + sub_.topic() + " within " + std::to_string(kReceiveTimeout.count()) +
+                    " s: " + sample.status().message();
             return false;
         }
-        if (sample->size() != size_) {
-            error = "received " + std::to_string(sample->size()) + " bytes, expected " + std::to_string(size_);
+        if (sample.size() != size_) {
+            error = "received " + std::to_string(sample.size()) + " bytes, expected " + std::to_string(size_);
             return false;
         }
-        std::memcpy(&h, sample->data(), sizeof h);
+        std::memcpy(&h, sample.data(), sizeof h);
         return true;
     }
 

@@ -1,6 +1,6 @@
 // The measured path: ferry's public API. Topic "bench/ping" carries ping -> peer, "bench/pong"
 // the answers. Every message is a RawPublisher loan of the full size with only the Header
-// written into it, published; received with RawSubscriber::take and read in place.
+// written into it, published; received with RawSubscriber::take_sample and read in place.
 #pragma once
 
 #include <cstddef>

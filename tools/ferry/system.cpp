@@ -155,7 +155,7 @@ int run_config_check(const Globals& g, const ConfigOptions& o) {
         for (const auto& [t, q] : resolved) {
             char mode[8];
             std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(q.mode));
-            table.add_row({t, q.transport, std::to_string(q.depth), transport::overflow_name(q.overflow),
+            table.add_row({t, q.transport, std::to_string(q.depth), overflow_name(q.overflow),
                            human_bytes(static_cast<double>(q.max_message_size)),
                            std::to_string(q.block_timeout.count()) + " ms", mode});
         }

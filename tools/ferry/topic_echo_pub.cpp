@@ -56,21 +56,24 @@ int run_echo(const Globals& g, const EchoOptions& o) {
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline) break;
         const auto wait = std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(100));
-        auto s = sub.take(wait);
-        if (!s) continue;
+        auto s = sub.take_sample(wait);
+        if (!s) {
+            if (s.status().code() == Errc::timeout) continue;
+            throw RuntimeError("take on '" + o.topic + "': " + s.status().message());
+        }
         ++received;
-        const auto& mi = s->info();
+        const auto& mi = s.info();
         const std::int64_t latency_ns = wall_now_ns() - mi.timestamp_ns;
 
         std::optional<std::string> decoded;  // JSON (g.json or user type) or text
         std::string error;
         if (!o.raw) {
             if (user_type) {
-                if (modules.supports(type)) decoded = modules.to_json(type, s->data(), s->size(), error);
+                if (modules.supports(type)) decoded = modules.to_json(type, s.data(), s.size(), error);
             } else {
-                decoded = g.json ? builtin_to_json(type, s->data(), s->size())
-                                 : builtin_to_text(type, s->data(), s->size());
-                if (!decoded && type != "bytes") error = std::to_string(s->size()) + " bytes are not a " + type;
+                decoded = g.json ? builtin_to_json(type, s.data(), s.size())
+                                 : builtin_to_text(type, s.data(), s.size());
+                if (!decoded && type != "bytes") error = std::to_string(s.size()) + " bytes are not a " + type;
             }
         }
         if (g.json) {
@@ -82,7 +85,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
                          .add("size", Json::unsigned_integer(mi.size))
                          .add("latency_ns", Json::integer(latency_ns))
                          .add("data", decoded ? Json::raw(*decoded) : Json::null());
-            if (!decoded) j.add("hex", Json::string(hex_string(s->data(), s->size(), o.max_bytes)));
+            if (!decoded) j.add("hex", Json::string(hex_string(s.data(), s.size(), o.max_bytes)));
             if (!error.empty()) j.add("error", Json::string(error));
             out(to_string(j) + "\n");
             continue;
@@ -94,7 +97,7 @@ int run_echo(const Globals& g, const EchoOptions& o) {
                     (error.empty() ? "" : " (" + error + ")") + "\n";
         }
         if (decoded) text += shown(*decoded) + "\n";
-        else text += hex_preview(s->data(), s->size(), o.max_bytes);
+        else text += hex_preview(s.data(), s.size(), o.max_bytes);
         if (o.count != 1 && !decoded) text += "---\n";
         out(text);
     }

@@ -80,7 +80,7 @@ Json qos_json(const Qos& q) {
     return Json::object()
         .add("transport", Json::string(q.transport))
         .add("depth", Json::unsigned_integer(q.depth))
-        .add("overflow", Json::string(transport::overflow_name(q.overflow)))
+        .add("overflow", Json::string(overflow_name(q.overflow)))
         .add("max_message_size", Json::unsigned_integer(q.max_message_size))
         .add("block_timeout_ms", Json::integer(q.block_timeout.count()))
         .add("mode", Json::string([&] {
@@ -166,7 +166,7 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
                                              dt > 0 ? human_bytes(r[t.name].bytes) : "-"};
                 if (*verbose) {
                     row.push_back(std::to_string(t.qos.depth));
-                    row.push_back(transport::overflow_name(t.qos.overflow));
+                    row.push_back(overflow_name(t.qos.overflow));
                     row.push_back(human_bytes(static_cast<double>(t.qos.max_message_size)));
                     std::set<std::string> nodes;
                     for (const auto& e : t.endpoints) nodes.insert(e.node + "(" + (e.publisher ? "pub" : "sub") + ")");
@@ -214,7 +214,7 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             s += "type:       " + shown(t.type) + "\n";
             s += "transport:  " + shown(t.qos.transport) + "\n";
             s += "qos:        depth " + std::to_string(t.qos.depth) + ", overflow " +
-                 transport::overflow_name(t.qos.overflow) + ", max message " +
+                 overflow_name(t.qos.overflow) + ", max message " +
                  human_bytes(static_cast<double>(t.qos.max_message_size)) + ", block timeout " +
                  std::to_string(t.qos.block_timeout.count()) + " ms, mode " + mode + "\n";
             s += "counters:   " + std::to_string(c.messages) + " messages, " + std::to_string(c.bytes) +

@@ -178,10 +178,13 @@ int run_stats(const Globals& g, const StatsOptions& o) {
             }
             const auto wait = std::min<std::chrono::nanoseconds>(std::min(deadline, next_print) - now,
                                                                  std::chrono::milliseconds(100));
-            auto s = sub.take(wait);
-            if (!s) continue;
+            auto s = sub.take_sample(wait);
+            if (!s) {
+                if (s.status().code() == Errc::timeout) continue;
+                throw RuntimeError("take on '" + o.topic + "': " + s.status().message());
+            }
             const std::int64_t t = steady_now_ns();
-            w.add(Point{t, s->size(), wall_now_ns() - s->info().timestamp_ns});
+            w.add(Point{t, s.size(), wall_now_ns() - s.info().timestamp_ns});
         }
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

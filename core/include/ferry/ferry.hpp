@@ -9,4 +9,5 @@
 #include <ferry/node.hpp>
 #include <ferry/publisher.hpp>
 #include <ferry/qos.hpp>
+#include <ferry/status.hpp>
 #include <ferry/subscriber.hpp>

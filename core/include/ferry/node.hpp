@@ -5,9 +5,11 @@
 //   pub.publish("hello");
 //   auto sub = node.subscribe<std::string>("chatter");
 //   if (auto msg = sub.take(std::chrono::seconds(1))) std::cout << *msg;
+//   auto cb = node.subscribe<std::string>("chatter", [](const std::string& s) { std::cout << s; });
 //
 // Constructing a node, advertising and subscribing throw ferry::Error with a clear message
-// (malformed config with file and line, unknown transport, type mismatch, plugin refused).
+// (malformed config with file and line, unknown transport, type mismatch, plugin refused);
+// publishing and taking report a Status instead (see <ferry/status.hpp>).
 // A Node may be used from several threads.
 #pragma once
 
@@ -15,10 +17,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include <ferry/codec.hpp>
+#include <ferry/error.hpp>
 #include <ferry/export.hpp>
+#include <ferry/message.hpp>
 #include <ferry/publisher.hpp>
 #include <ferry/subscriber.hpp>
 
@@ -46,32 +51,44 @@ public:
     // The QoS `topic` resolves to under this node's config (ignoring the registry).
     Qos resolve_qos(const std::string& topic) const;
 
+    // A publisher of T on `topic` (created in the registry if new). Throws ferry::Error.
     template <class T>
     Publisher<T> advertise(const std::string& topic) {
         return Publisher<T>(advertise_raw(topic, type_name<T>()));
     }
 
+    // A subscriber pulling T from `topic` (which may not exist yet). Throws ferry::Error.
     template <class T>
     Subscriber<T> subscribe(const std::string& topic) {
         return Subscriber<T>(subscribe_raw(topic, type_name<T>()));
     }
 
-    // `callback(const T&)` runs on the subscriber's own thread, one message at a time.
+    // Runs `callback(const T&)`, or `callback(const T&, const MessageInfo&)`, on a thread of the
+    // returned Subscription, one message at a time, until the Subscription is dropped. A message
+    // that does not decode is skipped and counted in corrupt(); an exception thrown by the
+    // callback is logged. Throws ferry::Error.
     template <class T, class F>
-    Subscriber<T> subscribe(const std::string& topic, F&& callback) {
-        auto cb = std::forward<F>(callback);
-        return Subscriber<T>(subscribe_raw(topic, type_name<T>(), [cb](RawSample& s, RawSubscriber& self) mutable {
-            if (auto v = Subscriber<T>::decode(s, &self)) cb(*v);
-        }));
+    Subscription subscribe(const std::string& topic, F&& callback) {
+        static_assert(std::is_invocable_v<F&, const T&> || std::is_invocable_v<F&, const T&, const MessageInfo&>,
+                      "subscribe<T>(topic, callback): callback(const T&) or callback(const T&, const MessageInfo&)");
+        return subscribe_raw(topic, type_name<T>(), [cb = std::forward<F>(callback)](RawSample& s) mutable {
+            auto v = detail::decode_sample<T>(s);
+            if (!v) return;
+            if constexpr (std::is_invocable_v<F&, const T&, const MessageInfo&>)
+                cb(*v, s.info());
+            else
+                cb(*v);
+        });
     }
 
     // Untyped endpoints. `type` is recorded in the registry; an empty type on subscribe_raw
-    // accepts whatever type the topic carries (tools use this).
+    // accepts whatever type the topic carries (tools use this). The raw callback may move the
+    // sample out to keep it (at most max_held_samples at once).
     RawPublisher advertise_raw(const std::string& topic, const std::string& type);
     RawSubscriber subscribe_raw(const std::string& topic, const std::string& type);
-    RawSubscriber subscribe_raw(const std::string& topic,
-                                const std::string& type,
-                                std::function<void(RawSample&, RawSubscriber&)> callback);
+    Subscription subscribe_raw(const std::string& topic,
+                               const std::string& type,
+                               std::function<void(RawSample&)> callback);
 
 private:
     std::shared_ptr<detail::NodeImpl> impl_;

@@ -7,9 +7,19 @@
 #include <cstdint>
 #include <string>
 
-#include <ferry/error.hpp>
+#include <ferry/export.hpp>
 
 namespace ferry {
+
+// What a publisher does when a subscriber's queue is full. Spelled as in the config.
+enum class Overflow : std::uint8_t {
+    block,        // wait up to block_timeout for room, then publish() fails with Errc::timeout
+    drop_oldest,  // make room by discarding the oldest queued message (the subscriber's lost())
+    fail,         // publish() fails with Errc::would_block at once
+};
+
+// "block", "drop_oldest" or "fail".
+FERRY_API const char* overflow_name(Overflow overflow) noexcept;
 
 struct Qos {
     std::string transport = "uds";
@@ -21,7 +31,7 @@ struct Qos {
     // Per endpoint, not per topic (never taken from the registry):
     // how long closing a publisher waits for its subscribers to take what it published.
     std::chrono::milliseconds linger{2000};
-    // samples (take_sample / RawSubscriber::take views) one subscriber may hold at once.
+    // samples (take_sample views) one subscriber may hold at once.
     std::uint32_t max_held_samples = 4;
     // Bytes one subscriber may hold in incomplete messages from all its publishers together
     // (stream and fragmenting transports); 0: 4 x max_message_size, at least 8 MiB. A local

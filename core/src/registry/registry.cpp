@@ -1,4 +1,5 @@
 #include "registry/registry.hpp"
+#include "runtime/translate.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -267,7 +268,7 @@ bool create_registry(const std::string& path, std::uint32_t mode) {
     if (!fd.valid()) {
         const int err = errno;
         tmp.path.clear();  // not ours to remove
-        throw Error(transport::errc_from_errno(err), "registry: cannot create " + path + ".tmp." +
+        throw Error(to_public(transport::errc_from_errno(err)), "registry: cannot create " + path + ".tmp." +
                                                           std::to_string(::getpid()) + ": " + std::strerror(err));
     }
     // umask may have cleared bits the config grants: set them explicitly.
@@ -351,7 +352,7 @@ Mapped open_mapped(const std::string& path, bool& missing) {
         }
         struct stat st {};
         const std::string owner = ::lstat(path.c_str(), &st) == 0 ? foreign_owner(path, st) : "";
-        throw Error(transport::errc_from_errno(err), "registry: cannot open " + path + ": " + std::strerror(err) + owner);
+        throw Error(to_public(transport::errc_from_errno(err)), "registry: cannot open " + path + ": " + std::strerror(err) + owner);
     }
     const std::string bad = Registry::check_layout(m.fd.get(), path, &m.st);
     if (!bad.empty())

@@ -73,7 +73,7 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
     params.runtime_dir = spec.participant->runtime_dir();
     params.endpoint_id = id;
     params.depth = qos.depth;
-    params.overflow = qos.overflow;
+    params.overflow = to_transport(qos.overflow);
     params.max_message_size = qos.max_message_size + kFrameHeaderSize;
     params.block_timeout = qos.block_timeout;
     params.mode = qos.mode;
@@ -125,9 +125,9 @@ std::shared_ptr<PublisherCore> PublisherCore::create_once(const EndpointSpec& sp
     auto& t = core->lib_->get();
     const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
-        throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
+        throw Error(to_public(st.code()), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_writer(params, core->writer_); !st)
-        throw Error(st.code(), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
+        throw Error(to_public(st.code()), "cannot advertise '" + spec.topic + "' on " + t.name() + ": " + st.message());
     TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
     auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::publisher, core->id_, spec.node);
     if (!added.ok) throw Error(Errc::invalid_argument, "cannot advertise '" + spec.topic + "': " + added.error);
@@ -182,8 +182,7 @@ bool PublisherCore::wait_for_subscribers(std::size_t n, std::chrono::millisecond
 Status PublisherCore::flush(std::chrono::milliseconds timeout) {
     if (inherited_by_fork(fork_generation_)) return Status(Errc::invalid_argument, forked_error("a publisher", topic_).what());
     std::lock_guard<std::mutex> lock(use_mu_);
-    const Status st = writer_->flush(transport::Clock::now() + timeout);
-    return st ? Status::ok() : Status(st.code(), st.message());
+    return to_public(writer_->flush(transport::Clock::now() + timeout));
 }
 
 Status PublisherCore::loan(std::size_t size, RawLoan& out) {
@@ -193,7 +192,7 @@ Status PublisherCore::loan(std::size_t size, RawLoan& out) {
                                            std::to_string(qos_.max_message_size) + " of topic '" + topic_ + "'");
     transport::LoanBuffer buf;
     std::lock_guard<std::mutex> lock(use_mu_);
-    if (auto st = writer_->loan(size + kFrameHeaderSize, buf); !st) return st;
+    if (auto st = writer_->loan(size + kFrameHeaderSize, buf); !st) return to_public(st);
     out.core_ = shared_from_this();
     out.buffer_ = buf.data;
     out.capacity_ = buf.capacity;
@@ -221,7 +220,7 @@ Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
     h.timestamp_ns = wall_clock_ns();
     h.type_hash = type_hash_;
     std::memcpy(buf.data, &h, sizeof h);
-    Status st = writer_->commit(buf, used + kFrameHeaderSize);
+    const Status st = to_public(writer_->commit(buf, used + kFrameHeaderSize));
     if (st.code() != Errc::too_large && st.code() != Errc::invalid_argument && counters_.messages) {
         counters_.messages->fetch_add(1, std::memory_order_relaxed);
         counters_.bytes->fetch_add(used, std::memory_order_relaxed);
@@ -268,9 +267,9 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
     auto& t = box->lib->get();
     const auto params = make_params(spec, core->qos_, core->id_);
     if (auto st = t.validate(params); !st)
-        throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
+        throw Error(to_public(st.code()), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
     if (auto st = t.create_reader(params, box->reader); !st)
-        throw Error(st.code(), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
+        throw Error(to_public(st.code()), "cannot subscribe to '" + spec.topic + "' on " + t.name() + ": " + st.message());
     core->box_ = std::move(box);
     TopicRecord wanted{spec.topic, spec.type, core->qos_, 0};
     auto added = spec.participant->registry().add_endpoint(wanted, spec.transport_explicit, Role::subscriber, core->id_,
@@ -340,33 +339,46 @@ void SubscriberCore::sync_peers(const std::vector<EndpointRecord>& all) noexcept
     box_->reader->sync_writers(writers);
 }
 
-std::optional<RawSample> SubscriberCore::take(transport::Clock::time_point deadline) {
-    if (inherited_by_fork(box_->fork_generation)) throw forked_error("a subscriber", topic_);
+RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool blocking) {
+    RawSample s;
+    if (inherited_by_fork(box_->fork_generation)) {
+        s.status_ = Status(Errc::invalid_argument, forked_error("a subscriber", topic_).what());
+        return s;
+    }
+    // The common empty answers: messages short enough not to allocate (a polling loop makes many).
+    const auto nothing = [&] {
+        s.status_ = blocking ? Status(Errc::timeout, "nothing arrived") : Status(Errc::would_block, "nothing queued");
+        return std::move(s);
+    };
     std::unique_lock<std::timed_mutex> lock(take_mu_, std::defer_lock);
-    if (deadline == transport::Clock::time_point::min() ? !lock.try_lock() : !lock.try_lock_until(deadline))
-        return std::nullopt;  // another thread is taking and nothing came for us meanwhile
-    if (box_->held.load(std::memory_order_acquire) >= qos_.max_held_samples)
-        throw Error(Errc::no_resources, "subscriber of '" + topic_ + "' already holds " +
-                                            std::to_string(qos_.max_held_samples) +
-                                            " samples (max_held_samples): release one before taking another");
+    if (!blocking ? !lock.try_lock() : !lock.try_lock_until(deadline))
+        return nothing();  // another thread is taking and nothing came for us meanwhile
+    if (box_->held.load(std::memory_order_acquire) >= qos_.max_held_samples) {
+        s.status_ = Status(Errc::no_resources, "subscriber of '" + topic_ + "' already holds " +
+                                                   std::to_string(qos_.max_held_samples) +
+                                                   " samples (max_held_samples): drop one before taking another");
+        return s;
+    }
     while (true) {
         transport::SampleBuffer sb;
-        const Status st = box_->reader->take(sb, deadline);
+        const transport::Status st = box_->reader->take(sb, blocking ? deadline : transport::Clock::time_point::min());
         if (!st) {
-            if (st.code() != Errc::timeout && st.code() != Errc::would_block && st.code() != Errc::closed)
-                log_warn("take on '" + topic_ + "': " + st.message());
-            return std::nullopt;
+            // A deadline that passed while we waited for the lock makes the transport poll.
+            if (st.code() == transport::Errc::timeout || st.code() == transport::Errc::would_block)
+                return nothing();
+            if (st.code() != transport::Errc::closed) log_warn("take on '" + topic_ + "': " + st.message());
+            s.status_ = to_public(st);
+            return s;
         }
         FrameHeader h;
         std::string why;
         if (!decode_frame(sb.data, sb.size, type_hash_, h, why)) {
             box_->reader->release(sb);
-            corrupt_.fetch_add(1);
+            box_->corrupt.fetch_add(1);
             log_warn("dropped a message on '" + topic_ + "': " + why);
             continue;
         }
         box_->held.fetch_add(1, std::memory_order_acq_rel);
-        RawSample s;
         s.box_ = box_;
         s.buffer_ = sb.data;
         s.buffer_size_ = sb.size;
@@ -381,28 +393,27 @@ std::optional<RawSample> SubscriberCore::take(transport::Clock::time_point deadl
 }
 
 void SubscriberCore::run_callbacks(Callback callback) {
-    // A non-owning handle: the callback thread must not keep its own subscriber alive.
-    RawSubscriber self(std::shared_ptr<SubscriberCore>(std::shared_ptr<SubscriberCore>(), this));
-    while (true) {
-        std::optional<RawSample> s;
-        try {
-            s = take(transport::Clock::now() + std::chrono::hours(24));
-        } catch (const Error& e) {
-            // The callback kept samples (moved them out): wait until one comes back.
-            log_error("callback subscriber: " + std::string(e.what()));
-            std::unique_lock<std::mutex> lock(box_->held_mu);
-            box_->held_cv.wait(lock, [&] {
-                return stopping_.load() || box_->held.load() < qos_.max_held_samples;
-            });
-            if (stopping_.load()) return;
-            continue;
-        }
+    std::uint64_t failures = 0;
+    while (!stopping_.load()) {
+        RawSample s = take(transport::Clock::now() + std::chrono::hours(24), true);
         if (!s) {
             if (stopping_.load()) return;
+            const Errc code = s.status().code();
+            if (code == Errc::timeout) continue;
+            // The callback kept samples (moved them out), or the transport failed: wait until a
+            // sample comes back or, for a failure, a short back-off passes; a stop ends either.
+            if (code != Errc::no_resources && failures++ % 1000 == 0)
+                log_error("callback subscriber of '" + topic_ + "': " + s.status().message());
+            std::unique_lock<std::mutex> lock(box_->held_mu);
+            if (code == Errc::no_resources)
+                box_->held_cv.wait(lock, [&] { return stopping_.load() || box_->held.load() < qos_.max_held_samples; });
+            else
+                box_->held_cv.wait_for(lock, std::chrono::milliseconds(10), [&] { return stopping_.load(); });
             continue;
         }
+        failures = 0;
         try {
-            callback(*s, self);
+            callback(s);
         } catch (const std::exception& e) {
             log_error("callback on '" + topic_ + "' threw: " + e.what());
         }
@@ -427,6 +438,7 @@ RawLoan& RawLoan::operator=(RawLoan&& o) noexcept {
         buffer_ = o.buffer_;
         capacity_ = o.capacity_;
         handle_ = o.handle_;
+        status_ = std::move(o.status_);
     }
     return *this;
 }
@@ -455,6 +467,8 @@ RawSample& RawSample::operator=(RawSample&& o) noexcept {
         buffer_ = o.buffer_;
         buffer_size_ = o.buffer_size_;
         handle_ = o.handle_;
+        status_ = std::move(o.status_);
+        counted_corrupt_ = o.counted_corrupt_;
     }
     return *this;
 }
@@ -466,18 +480,26 @@ RawSample::~RawSample() {
     }
 }
 
+void RawSample::count_corrupt() const noexcept {
+    if (!box_ || counted_corrupt_) return;
+    counted_corrupt_ = true;
+    box_->corrupt.fetch_add(1);
+}
+
 Status RawPublisher::publish(const void* data, std::size_t size) {
-    Status st;
-    RawLoan l = loan(size, &st);
-    if (!l.valid()) return st;
+    RawLoan l = loan(size);
+    if (!l) return l.status();
     if (size) std::memcpy(l.data(), data, size);
     return l.publish();
 }
 
-RawLoan RawPublisher::loan(std::size_t size, Status* status) {
+RawLoan RawPublisher::loan(std::size_t size) {
     RawLoan l;
-    Status st = core_->loan(size, l);
-    if (status) *status = st;
+    if (!core_) {
+        l.status_ = Status(Errc::invalid_argument, "loan on an empty publisher handle");
+        return l;
+    }
+    if (Status st = core_->loan(size, l); !st) l.status_ = std::move(st);
     return l;
 }
 
@@ -491,17 +513,33 @@ const std::string& RawPublisher::type_name() const { return core_->type(); }
 const Qos& RawPublisher::qos() const { return core_->qos(); }
 std::uint64_t RawPublisher::id() const { return core_->endpoint_id(); }
 
-std::optional<RawSample> RawSubscriber::take(std::chrono::nanoseconds timeout) {
+RawSample RawSubscriber::take_sample(std::chrono::nanoseconds timeout) {
     const auto capped = std::clamp(timeout, std::chrono::nanoseconds(0), std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
-    return core_->take(transport::Clock::now() + capped);
+    return core_->take(transport::Clock::now() + capped, true);
 }
-std::optional<RawSample> RawSubscriber::try_take() { return core_->take(transport::Clock::time_point::min()); }
+RawSample RawSubscriber::try_take_sample() { return core_->take(transport::Clock::time_point::min(), false); }
 std::uint64_t RawSubscriber::lost() const { return core_->lost(); }
 std::uint64_t RawSubscriber::corrupt() const { return core_->corrupt(); }
-void RawSubscriber::note_corrupt() { core_->note_corrupt(); }
 std::size_t RawSubscriber::publisher_count() const { return core_->publisher_count(); }
 const std::string& RawSubscriber::topic() const { return core_->topic(); }
 const std::string& RawSubscriber::type_name() const { return core_->type(); }
 const Qos& RawSubscriber::qos() const { return core_->qos(); }
+
+Subscription& Subscription::operator=(Subscription&& o) noexcept {
+    if (this != &o) {
+        stop();
+        core_ = std::move(o.core_);
+    }
+    return *this;
+}
+Subscription::~Subscription() { stop(); }
+// The core is this handle's alone (samples keep only the reader): dropping it joins the thread.
+void Subscription::stop() noexcept { core_.reset(); }
+std::uint64_t Subscription::lost() const { return core_->lost(); }
+std::uint64_t Subscription::corrupt() const { return core_->corrupt(); }
+std::size_t Subscription::publisher_count() const { return core_->publisher_count(); }
+const std::string& Subscription::topic() const { return core_->topic(); }
+const std::string& Subscription::type_name() const { return core_->type(); }
+const Qos& Subscription::qos() const { return core_->qos(); }
 
 }  // namespace ferry

@@ -19,6 +19,7 @@
 
 #include "loader/plugin_loader.hpp"
 #include "runtime/participant.hpp"
+#include "runtime/translate.hpp"
 
 namespace ferry::detail {
 
@@ -87,6 +88,8 @@ struct ReaderBox {
     std::uint64_t fork_generation = 0;
     // Samples handed out and not yet released, against Qos::max_held_samples.
     std::atomic<std::uint32_t> held{0};
+    // Messages that arrived and were thrown away (bad frame, other type, undecodable).
+    std::atomic<std::uint64_t> corrupt{0};
     std::mutex held_mu;
     std::condition_variable held_cv;
     // Gives a sample's bytes back to the reader (nothing in a forked child: not ours).
@@ -96,15 +99,17 @@ struct ReaderBox {
 
 class SubscriberCore final : public Endpoint, public std::enable_shared_from_this<SubscriberCore> {
 public:
-    using Callback = std::function<void(RawSample&, RawSubscriber&)>;
+    using Callback = std::function<void(RawSample&)>;
     static std::shared_ptr<SubscriberCore> create(const EndpointSpec& spec, Callback callback);  // throws
     ~SubscriberCore() override;
 
-    std::optional<RawSample> take(transport::Clock::time_point deadline);
+    // The next message, or an empty sample whose status says why. `blocking`: wait until
+    // `deadline` (Errc::timeout); else poll (Errc::would_block).
+    RawSample take(transport::Clock::time_point deadline, bool blocking);
 
-    std::uint64_t lost() const noexcept { return box_->reader->lost() + corrupt_.load(); }
-    std::uint64_t corrupt() const noexcept { return corrupt_.load(); }
-    void note_corrupt() noexcept { corrupt_.fetch_add(1); }
+    // Disjoint: lost in transit (the reader's count) vs arrived and thrown away.
+    std::uint64_t lost() const noexcept { return box_->reader->lost(); }
+    std::uint64_t corrupt() const noexcept { return box_->corrupt.load(); }
     std::size_t publisher_count() const noexcept { return publishers_.load(); }
 
     const std::string& topic() const noexcept { return topic_; }
@@ -126,7 +131,6 @@ private:
     Qos qos_;
     std::uint64_t id_ = 0;
     bool registered_ = false;
-    std::atomic<std::uint64_t> corrupt_{0};
     std::atomic<std::size_t> publishers_{0};
     std::atomic<bool> stopping_{false};
     std::mutex sync_mu_;
