@@ -55,7 +55,7 @@ bool socket_exists(const char* path) noexcept {
 
 class Writer final : public FragmentingWriter {
 public:
-    Writer(const Host& host, const TopicParams& params) : FragmentingWriter(host, params, &send_unit, "dgram", false) {}
+    Writer(const Host& host, const TopicParams& params) : FragmentingWriter(host, params, &send_unit, "dgram") {}
 
 protected:
     Status open_receiver(const PeerInfo& reader, UniqueFd& fd, std::size_t& unit_size, std::string& object) noexcept override {

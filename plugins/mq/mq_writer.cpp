@@ -60,7 +60,7 @@ ReceiverHooks MqWriter::hooks() const noexcept {
 }
 
 MqWriter::MqWriter(const Host& host, const TopicParams& params)
-    : FragmentingWriter(host, params, &send_unit, "mq", false) {}
+    : FragmentingWriter(host, params, &send_unit, "mq") {}
 
 Status MqWriter::open_receiver(const PeerInfo& reader,
                                UniqueFd& fd,

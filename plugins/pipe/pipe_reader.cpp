@@ -96,7 +96,7 @@ PipeReader::~PipeReader() {
 void PipeReader::interrupt() noexcept {
     interrupted_.store(true);
     if (drain_.joinable()) {
-        ring_.wake_all();
+        ring_.close();
     } else {
         transport::signal_eventfd(wake_fd_.get());
     }
@@ -127,7 +127,7 @@ void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
 Status PipeReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "pipe: reader interrupted");
     try {
-        if (drain_.joinable()) return ring_.take(out, deadline, deadline <= Clock::now(), interrupted_, "pipe");
+        if (drain_.joinable()) return ring_.take(out, deadline, "pipe");
         switch (receive(out, deadline)) {
             case Recv::frame: return Status::ok();
             case Recv::closed: return Status(Errc::closed, "pipe: reader interrupted");

@@ -108,7 +108,7 @@ UdsReader::~UdsReader() {
 void UdsReader::interrupt() noexcept {
     interrupted_.store(true);
     if (drain_.joinable()) {
-        ring_.wake_all();
+        ring_.close();
     } else {
         transport::signal_eventfd(wake_fd_.get());
     }
@@ -123,7 +123,7 @@ Status UdsReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "uds: reader interrupted");
     const bool nonblocking = deadline <= Clock::now();
     try {
-        if (drain_.joinable()) return ring_.take(out, deadline, nonblocking, interrupted_, "uds");
+        if (drain_.joinable()) return ring_.take(out, deadline, "uds");
         switch (receive(out, deadline)) {
             case Recv::frame: return Status::ok();
             case Recv::closed: return Status(Errc::closed, "uds: reader interrupted");

@@ -479,75 +479,14 @@ void Reassembler::recycle(Message& m) noexcept {
 
 // ---------------------------------------------------------------------------------------
 
-LatestQueue::LatestQueue(std::size_t depth) : depth_(depth == 0 ? 1 : depth) { ring_.resize(depth_); }
-
-Message LatestQueue::push(Message&& m) {
-    Message dropped;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (count_ == depth_) {
-            dropped = std::move(ring_[head_]);
-            head_ = (head_ + 1) % depth_;
-            --count_;
-        }
-        ring_[(head_ + count_) % depth_] = std::move(m);
-        ++count_;
-    }
-    cv_.notify_one();
-    return dropped;
-}
-
-Errc LatestQueue::pop(Message& out, Clock::time_point deadline) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const bool try_only = expired(deadline);
-    while (true) {
-        if (closed_) return Errc::closed;
-        if (count_ > 0) {
-            out = std::move(ring_[head_]);
-            head_ = (head_ + 1) % depth_;
-            --count_;
-            return Errc::ok;
-        }
-        if (try_only) return Errc::would_block;
-        if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && count_ == 0 && !closed_) {
-            return Errc::timeout;
-        }
-    }
-}
-
-void LatestQueue::close() noexcept {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        closed_ = true;
-    }
-    cv_.notify_all();
-}
-
-std::size_t LatestQueue::size() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return count_;
-}
-
-// ---------------------------------------------------------------------------------------
-
-FragmentingWriter::FragmentingWriter(const Host& host,
-                                     TopicParams params,
-                                     SendUnitFn send,
-                                     const char* what,
-                                     bool guard_sigpipe)
+FragmentingWriter::FragmentingWriter(const Host& host, TopicParams params, SendUnitFn send, const char* what)
     : host_(host),
       params_(std::move(params)),
       send_(send),
       what_(what),
-      guard_sigpipe_(guard_sigpipe),
       receivers_(std::make_shared<const ReceiverList>()) {
     loans_.reserve(4);
     targets_.reserve(16);
-    if (guard_sigpipe_) {
-        // Nothing to guard when the application already ignores SIGPIPE.
-        struct sigaction sa {};
-        if (::sigaction(SIGPIPE, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) guard_sigpipe_ = false;
-    }
 }
 
 FragmentingWriter::~FragmentingWriter() = default;
@@ -620,13 +559,6 @@ Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
 
     Status st;
     if (!targets_.empty()) {
-        sigset_t pipe_set;
-        sigset_t old_set;
-        if (guard_sigpipe_) {
-            sigemptyset(&pipe_set);
-            sigaddset(&pipe_set, SIGPIPE);
-            ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-        }
         std::size_t broken_before = 0;
         for (const UnitTarget* t : targets_) broken_before += t->broken ? 1 : 0;
         st = deliver_units(l.buffer.data.get() + kUnitHeaderSize, size, params_.endpoint_id, params_.overflow,
@@ -638,14 +570,6 @@ Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
             missed += t->outcome_ == Errc::timeout || t->outcome_ == Errc::would_block ? 1 : 0;
         }
         if (missed) undelivered_.fetch_add(missed, std::memory_order_relaxed);
-        if (guard_sigpipe_) {
-            if (broken_after != broken_before && !sigismember(&old_set, SIGPIPE)) {
-                const struct timespec zero {};
-                while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
-                }
-            }
-            ::pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
-        }
         if (broken_after != broken_before) {
             log(host_, LogLevel::debug, std::string(what_) + ": a reader of " + params_.topic + " is gone");
         }
@@ -730,7 +654,7 @@ FragmentingReader::FragmentingReader(const Host& host, TopicParams params, const
                                             : 0}) {
     held_.reserve(4);
     if (params_.overflow == Overflow::drop_oldest) {
-        latest_ = std::make_unique<LatestQueue>(params_.depth);
+        latest_ = std::make_unique<NewestQueue<Message>>(params_.depth);
         returned_.reserve(params_.depth + 4);
     }
 }
@@ -874,8 +798,8 @@ void FragmentingReader::drain() noexcept {
         }
         if (pin != 0) unpin(pin);
         if (m.data == nullptr) continue;
-        Message dropped = latest_->push(std::move(m));
-        if (dropped.buffer.data) {
+        Message dropped;
+        if (latest_->push(std::move(m), dropped)) {
             reassembler_.add_lost(1);
             reassembler_.recycle(dropped);
         }

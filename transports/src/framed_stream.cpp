@@ -557,44 +557,20 @@ FrameParse parse_frame(RecvStream& s, ChunkPool& pool, std::uint32_t magic, std:
 // ---- DropOldestRing ----
 
 void DropOldestRing::push(const SampleBuffer& s, ChunkPool& pool, std::atomic<std::uint64_t>& lost) {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        const std::size_t depth = ring_.size();
-        if (count_ == depth) {
-            SampleBuffer oldest = ring_[head_];
-            head_ = (head_ + 1) % depth;
-            --count_;
-            lost.fetch_add(1, std::memory_order_relaxed);
-            std::lock_guard<std::mutex> chunks_lock(pool.mutex());
-            pool.release_locked(reinterpret_cast<ChunkPool::Chunk*>(oldest.handle));
-        }
-        ring_[(head_ + count_) % depth] = s;
-        ++count_;
-    }
-    cv_.notify_one();
+    SampleBuffer oldest;
+    if (!q_.push(s, oldest)) return;
+    lost.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> chunks_lock(pool.mutex());
+    pool.release_locked(reinterpret_cast<ChunkPool::Chunk*>(oldest.handle));
 }
 
-Status DropOldestRing::take(SampleBuffer& out, Clock::time_point deadline, bool nonblocking,
-                            const std::atomic<bool>& interrupted, const char* name) {
-    std::unique_lock<std::mutex> lock(mu_);
-    // Bound the wait so that a far-away deadline cannot overflow inside the condition variable.
-    const auto limit = Clock::now() + std::chrono::hours(24 * 365);
-    const auto until = deadline < limit ? deadline : limit;
-    while (count_ == 0 && !interrupted.load() && Clock::now() < until) cv_.wait_until(lock, until);
-    if (interrupted.load()) return Status(Errc::closed, std::string(name) + ": reader interrupted");
-    if (count_ == 0) {
-        if (nonblocking) return Status(Errc::would_block, std::string(name) + ": no message");
-        return Status(Errc::timeout, std::string(name) + ": no message before the deadline");
+Status DropOldestRing::take(SampleBuffer& out, Clock::time_point deadline, const char* name) {
+    switch (q_.pop(out, deadline)) {
+        case Errc::ok: return Status::ok();
+        case Errc::closed: return Status(Errc::closed, std::string(name) + ": reader interrupted");
+        case Errc::would_block: return Status(Errc::would_block, std::string(name) + ": no message");
+        default: return Status(Errc::timeout, std::string(name) + ": no message before the deadline");
     }
-    out = ring_[head_];
-    head_ = (head_ + 1) % ring_.size();
-    --count_;
-    return Status::ok();
-}
-
-void DropOldestRing::wake_all() {
-    { std::lock_guard<std::mutex> lock(mu_); }
-    cv_.notify_all();
 }
 
 // ---- budget and throttled logging ----

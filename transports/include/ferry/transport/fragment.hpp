@@ -1,5 +1,5 @@
-// Fragmentation for transports whose OS unit is smaller than a message: a FIFO write is
-// atomic only up to PIPE_BUF, a POSIX queue message only up to mq_msgsize.
+// Fragmentation for transports whose OS unit is smaller than a message: a POSIX queue message
+// holds at most mq_msgsize bytes, a datagram at most the socket's buffer.
 //
 // Writer side: a message lives in a buffer with kUnitHeaderSize writable bytes in front of it
 // (the loan's headroom). `deliver_units` cuts it into units of at most `unit_size` bytes,
@@ -32,6 +32,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <ferry/transport/newest_queue.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -94,7 +95,7 @@ private:
 // What a mechanism can do beyond sending, for deliver_units. Both optional.
 struct ReceiverHooks {
     // drop_oldest: removes up to `units` of the oldest units from a full receiver so that a
-    // new message fits; returns how many it removed (a queue allows that, a FIFO does not).
+    // new message fits; returns how many it removed (a queue allows that, a socket does not).
     std::size_t (*make_room)(int fd, std::uint32_t units) noexcept = nullptr;
     // False once the reader removed its object: a queue outlives its name while a writer
     // holds it open, so a full one may belong to a reader that is gone.
@@ -104,7 +105,7 @@ struct ReceiverHooks {
     std::size_t (*free_units)(int fd) noexcept = nullptr;
 };
 
-// One receiver of a writer (a FIFO, a queue). `fd` must be non-blocking and pollable for
+// One receiver of a writer (a queue, a datagram socket). `fd` must be non-blocking and pollable for
 // POLLOUT. `next_sequence` is kept across commits by the caller.
 struct UnitTarget {
     int fd = -1;
@@ -243,28 +244,6 @@ private:
     std::atomic<std::uint64_t> lost_{0};
 };
 
-// Bounded queue of complete messages for drop_oldest readers: a drain thread pushes, take()
-// pops. When full, push discards the oldest message (counted through `on_drop`). Thread-safe.
-class LatestQueue {
-public:
-    explicit LatestQueue(std::size_t depth);
-    // Returns the message pushed out to make room (empty Message if none).
-    Message push(Message&& m);
-    // Errc::ok with a message, Errc::would_block / timeout when empty, Errc::closed after close().
-    Errc pop(Message& out, Clock::time_point deadline);
-    void close() noexcept;
-    std::size_t size() const;
-
-private:
-    mutable std::mutex mutex_;
-    std::condition_variable cv_;
-    std::vector<Message> ring_;  // depth_ slots, allocated once
-    std::size_t head_ = 0;
-    std::size_t count_ = 0;
-    std::size_t depth_;
-    bool closed_ = false;
-};
-
 // ---------------------------------------------------------------------------------------
 // Base classes: a plugin whose mechanism carries units supplies only how to open a receiver
 // and how to receive a unit; locking, loans, overflow policy, fragmentation, lost counting,
@@ -275,9 +254,9 @@ private:
 // that is blocked never holds up discovery.
 class FragmentingWriter : public Writer {
 public:
-    // `what` names the plugin in messages ("pipe"); with `guard_sigpipe` every commit blocks
-    // SIGPIPE for the calling thread and swallows one raised by a vanished reader.
-    FragmentingWriter(const Host& host, TopicParams params, SendUnitFn send, const char* what, bool guard_sigpipe);
+    // `what` names the plugin in messages ("mq"). `send` must not raise SIGPIPE (MSG_NOSIGNAL
+    // for a socket); a vanished receiver is an error it returns.
+    FragmentingWriter(const Host& host, TopicParams params, SendUnitFn send, const char* what);
     ~FragmentingWriter() override;
 
     Status loan(std::size_t size, LoanBuffer& out) noexcept final;
@@ -318,7 +297,6 @@ private:
 
     SendUnitFn send_;
     const char* what_;
-    bool guard_sigpipe_;
     std::vector<Loan> loans_;
     std::vector<UnitTarget*> targets_;
     std::atomic<std::uint32_t> messages_{0};
@@ -388,7 +366,7 @@ private:
     std::uint64_t garbage_logged_ = 0;
     Clock::time_point garbage_log_time_{};
     // drop_oldest mode
-    std::unique_ptr<LatestQueue> latest_;
+    std::unique_ptr<NewestQueue<Message>> latest_;
     std::thread drain_thread_;
     std::mutex returned_mutex_;
     std::vector<ByteBuffer> returned_;

@@ -30,6 +30,7 @@
 #include <poll.h>
 #include <sys/types.h>
 
+#include <ferry/transport/newest_queue.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
 
@@ -224,24 +225,20 @@ enum class FrameParse { frame, incomplete, bad };
 FrameParse parse_frame(RecvStream& s, ChunkPool& pool, std::uint32_t magic, std::uint64_t max_message_size,
                        SampleBuffer& out, std::string& why, std::atomic<std::uint64_t>& lost);
 
-// drop_oldest: the newest `depth` samples, pushed by a drain thread, taken by the user's.
+// drop_oldest: the newest `depth` samples (views into a ChunkPool's chunks), pushed by a drain
+// thread, taken by the user's. The SDK's one drop-oldest queue (NewestQueue) underneath.
 class DropOldestRing {
 public:
-    void init(std::size_t depth) { ring_.resize(depth); }
+    void init(std::size_t depth) { q_.init(depth); }
     // Queues `s`; when full, the oldest is released into `pool` and counted in `lost`.
     void push(const SampleBuffer& s, ChunkPool& pool, std::atomic<std::uint64_t>& lost);
-    // Waits until a sample, `interrupted` or `deadline`. `name` prefixes the messages.
-    Status take(SampleBuffer& out, Clock::time_point deadline, bool nonblocking, const std::atomic<bool>& interrupted,
-                const char* name);
-    // Wakes take() (after `interrupted` was set).
-    void wake_all();
+    // Waits until a sample, close() or `deadline`. `name` prefixes the messages.
+    Status take(SampleBuffer& out, Clock::time_point deadline, const char* name);
+    // take() returns Errc::closed from now on (the reader was interrupted).
+    void close() noexcept { q_.close(); }
 
 private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::vector<SampleBuffer> ring_;
-    std::size_t head_ = 0;
-    std::size_t count_ = 0;
+    NewestQueue<SampleBuffer> q_;
 };
 
 // The bytes one reader may hold in incomplete frames, all its streams together:
