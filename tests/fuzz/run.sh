@@ -8,7 +8,7 @@ build=${2:-$root/build-fuzz}
 "$root/tools/install-deps.sh" clang libclang-rt-14-dev
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFERRY_FUZZ=ON -DFERRY_BUILD_EXAMPLES=OFF -DFERRY_BUILD_TOOLS=OFF >/dev/null
-targets=(fuzz_frame fuzz_reassembly fuzz_config fuzz_deserialize)
+targets=(fuzz_frame fuzz_reassembly fuzz_config fuzz_deserialize fuzz_mcap)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 status=0
 for t in "${targets[@]}"; do
