@@ -13,6 +13,8 @@ cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 status=0
 for t in "${targets[@]}"; do
   corpus="$build/corpus/$t"; mkdir -p "$corpus" "$build/crashes"
+  # Small valid inputs to start from where a format has magic numbers (MCAP: written by ferry record).
+  [ -d "$root/tests/fuzz/seeds/$t" ] && cp -n "$root/tests/fuzz/seeds/$t"/* "$corpus"/
   echo "== $t for ${seconds}s"
   if "$build/bin/$t" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$build/crashes/$t-" "$corpus" >"$build/$t.log" 2>&1; then

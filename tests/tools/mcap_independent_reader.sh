@@ -24,9 +24,10 @@ fi
 export FERRY_DOMAIN="t$$_mcapjs"
 export FERRY_CONFIG="$src/examples/configs/shm.toml"
 dir=$(mktemp -d)
-rec=""
+rec="" talker=""
 cleanup() {
   [ -n "$rec" ] && kill -KILL "$rec" 2>/dev/null
+  [ -n "$talker" ] && kill -KILL "$talker" 2>/dev/null
   "$bin/ferry" clean >/dev/null 2>&1
   rm -rf "$dir"
 }
@@ -61,7 +62,7 @@ for _ in $(seq 1 200); do  # up to 20 s for 500 messages to be in complete chunk
   sleep 0.1
 done
 kill -KILL "$rec"; wait "$rec" 2>/dev/null; rec=""
-kill -INT "$talker"; wait "$talker" 2>/dev/null
+kill -KILL "$talker"; wait "$talker" 2>/dev/null; talker=""  # it would publish for 50 s more
 info=$("$bin/ferry" bag info "$dir/cut.mcap" --json)
 recovered=$(echo "$info" | grep -o '"messages":[0-9]*' | head -1 | cut -d: -f2)
 echo "$info" | grep -q '"finished":false' || { echo "FAIL: the cut file is reported finished: $info"; fail=1; }
