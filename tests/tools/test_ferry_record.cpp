@@ -171,7 +171,7 @@ TEST_CASE("record: every message of a topic that appears later, each compression
 TEST_CASE("record: a user type is described by its type name and printed as JSON by bag echo", "[tools][record]") {
     Setup s;
     const std::string out = s.file("pose.mcap");
-    Child rec = s.spawn("ferry", {"record", "--all", "-o", out});
+    Child rec = s.spawn("ferry", {"record", "--all", "-o", out, "--types", FERRY_TEST_TYPES_MODULE});
     Child pub = s.spawn("ferry_tool_helper", {"pub-pose", "pose"});
     REQUIRE(s.subscribed("pose"));
     REQUIRE(ferry::test::wait_until([&] { return fs::exists(out) && fs::file_size(out) > 0; }, 10s));
@@ -189,7 +189,15 @@ TEST_CASE("record: a user type is described by its type name and printed as JSON
     const Bag bag = read_bag(out);
     REQUIRE(bag.messages.size() >= 1);
     REQUIRE(bag.messages[0].type == "demo/Pose");
-    REQUIRE(bag.info.schemas.begin()->second.name == "demo/Pose");
+    const auto& schema = bag.info.schemas.begin()->second;
+    REQUIRE(schema.name == "demo/Pose");
+    REQUIRE(schema.encoding == "jsonschema");
+    // The fields of demo::Pose's serialize function, with their JSON types.
+    CHECK(schema.data ==
+          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","description":"ferry type )"
+          R"((cereal binary on the wire); derived from its type-support module's JSON","type":"object","properties":{)"
+          R"("frame":{"type":"string"},"x":{"type":"number"},"y":{"type":"number"},"theta":{"type":"number"},)"
+          R"("covariance":{"type":"array","items":{"type":"number"}}},"required":["frame","x","y","theta","covariance"]})");
     auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});
     REQUIRE(r.code == 0);
     CHECK(r.output.find(R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})") !=

@@ -20,10 +20,12 @@
 
 #include "bus.hpp"
 #include "cli.hpp"
+#include "json_schema.hpp"
 #include "mcap.hpp"
 #include "output.hpp"
 #include "recording.hpp"
 #include "topics.hpp"
+#include "type_modules.hpp"
 
 namespace ferry::cli {
 
@@ -70,7 +72,8 @@ std::string hex_id(std::uint64_t id) {
 
 class Recorder {
 public:
-    Recorder(const Globals& g, const RecordOptions& o) : g_(g), o_(o), bus_("ferry_record", g.domain) {
+    Recorder(const Globals& g, const RecordOptions& o)
+        : g_(g), o_(o), modules_(g.type_modules), bus_("ferry_record", g.domain) {
         if (!mcap::parse_compression(o.compression, wopts_.compression))
             throw UsageError("--compression must be zstd, lz4 or none, not '" + o.compression + "'");
         wopts_.chunk_size = o.chunk_size;
@@ -200,7 +203,7 @@ private:
         writer_file_.reset();
     }
 
-    std::uint16_t channel_for(TopicState& t, std::uint64_t publisher) {
+    std::uint16_t channel_for(TopicState& t, std::uint64_t publisher, const Item& first) {
         const auto key = std::make_pair(&t, publisher);
         auto it = channels_.find(key);
         if (it != channels_.end()) return it->second;
@@ -210,9 +213,14 @@ private:
             schema = s->second;
         } else {
             std::string data = builtin_json_schema(t.type);
+            if (data.empty() && modules_.supports(t.type)) {
+                std::string error;
+                if (auto json = modules_.to_json(t.type, first.data.data(), first.data.size(), error))
+                    data = json_schema_from_sample(t.type, *json);
+            }
             if (data.empty())
-                data = R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":")" + json_escape(t.type) +
-                       R"(","description":"ferry user type (cereal binary); ferry bag echo --types MODULE prints it as JSON"})";
+                data = R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":)" + json_escape(t.type) +
+                       R"(,"description":"ferry user type (cereal binary); record with --types MODULE for its fields"})";
             schema = writer_file_->add_schema(t.type, "jsonschema", data);
             schemas_[t.type] = schema;
         }
@@ -271,7 +279,7 @@ private:
             file_start_ns_ = item.log_time;
         }
         mcap::Message m;
-        m.channel_id = channel_for(t, item.meta.publisher_id);
+        m.channel_id = channel_for(t, item.meta.publisher_id, item);
         m.sequence = static_cast<std::uint32_t>(item.meta.sequence);
         m.log_time = item.log_time;
         m.publish_time = static_cast<std::uint64_t>(item.meta.timestamp_ns);
@@ -312,6 +320,7 @@ private:
 
     const Globals& g_;
     const RecordOptions& o_;
+    TypeModules modules_;  // user types' JSON, for their schemas
     bus::Bus bus_;
     mcap::WriterOptions wopts_;
     bool split_ = false;
