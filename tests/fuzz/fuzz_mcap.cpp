@@ -20,5 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const ferry::mcap::FormatError& e) {
         if (std::strncmp(e.what(), "fuzz: byte ", 11) != 0) __builtin_trap();
     }
-    return seen == SIZE_MAX;
+    static volatile std::size_t sink;
+    sink = seen;
+    return 0;
 }

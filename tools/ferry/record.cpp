@@ -99,6 +99,7 @@ public:
         for (auto& t : topics_snapshot()) {
             if (t->drain.joinable()) t->drain.join();
             t->transport_lost.store(t->tap->lost());
+            t->tap.reset();  // no longer a subscriber: a `block` publisher must not wait for us while we write
         }
         stop_writer_.store(true);
         cv_.notify_all();
