@@ -227,6 +227,31 @@ TEST_CASE("record: --max-size splits into numbered files without losing a messag
     check_in_order(all, 400);
 }
 
+TEST_CASE("record: --duration stops by itself, --max-duration splits by time, nothing lost between files",
+          "[tools][record]") {
+    Setup s;
+    const auto start = std::chrono::steady_clock::now();
+    Child rec = s.spawn("ferry", {"record", "chatter", "-o", s.file("timed.mcap"), "--duration", "4",
+                                  "--max-duration", "0.3"});
+    Child talker = s.spawn("talker", {"--topic", "chatter", "--count", "300", "--rate", "300", "--size", "64",
+                                      "--wait-subscribers", "1", "--quiet"});
+    REQUIRE(talker.wait(30s) == 0);
+    REQUIRE(rec.wait(30s) == 0);  // no signal: --duration ended it
+    CHECK(std::chrono::steady_clock::now() - start >= 4s);
+    std::vector<Recorded> all;
+    int files = 0;
+    for (;; ++files) {
+        const std::string f = s.file("timed_" + std::to_string(files) + ".mcap");
+        if (!fs::exists(f)) break;
+        const Bag bag = read_bag(f);
+        REQUIRE(bag.info.finished);
+        if (bag.info.message_count) CHECK(bag.info.end_time - bag.info.start_time < 300'000'000u);
+        all.insert(all.end(), bag.messages.begin(), bag.messages.end());
+    }
+    REQUIRE(files >= 3);  // 1 s of messages in files of 0.3 s
+    check_in_order(all, 300);
+}
+
 TEST_CASE("record: a recorder killed with SIGKILL leaves its complete chunks; bag info says it was not finished",
           "[tools][record]") {
     Setup s;
@@ -299,6 +324,22 @@ TEST_CASE("play: a listener gets every recorded message, checksums intact, with 
     r = s.ferry({"play", out, "--rate", "4"});
     REQUIRE(r.code == 0);
     REQUIRE(listener2.wait(30s) == 0);
+
+    // --start skips the first seconds of the recording.
+    const std::uint64_t cutoff = bag.messages.front().log_time + 250'000'000u;
+    std::size_t after = 0;
+    for (const auto& m : bag.messages) after += m.log_time >= cutoff;
+    r = s.ferry({"play", out, "--start", "0.25"});
+    REQUIRE(r.code == 0);
+    CHECK(r.output.find("played " + std::to_string(after) + " message(s)") != std::string::npos);
+
+    // --loop starts over: a subscriber gets more messages than the file holds, until Ctrl-C.
+    // (The topic exists only while play publishes it: echo waits for it, then subscribes.)
+    Child looping = s.spawn("ferry", {"play", out, "--loop", "--rate", "4"});
+    Child echo = s.spawn("ferry", {"topic", "echo", "chatter", "-n", "120", "--json", "--timeout", "30"});
+    REQUIRE(echo.wait(30s) == 0);
+    looping.kill(SIGINT);
+    REQUIRE(looping.wait(10s) == 0);
 }
 
 TEST_CASE("bag, play: foreign, cut or damaged files get a one-line error with the byte offset", "[tools][bag]") {

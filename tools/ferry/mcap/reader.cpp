@@ -317,6 +317,12 @@ private:
         if (compression.empty()) {
             if (csize != usize) throw FormatError(name_, records_at, "uncompressed Chunk size does not match its records");
         } else if (compression == "zstd") {
+            // A frame that states its size must state this one: checked before allocating it.
+            const unsigned long long stated = ZSTD_getFrameContentSize(records, static_cast<std::size_t>(csize));
+            if (stated == ZSTD_CONTENTSIZE_ERROR) throw FormatError(name_, records_at, "zstd: not a zstd frame");
+            if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated != usize)
+                throw FormatError(name_, records_at, "zstd frame holds " + std::to_string(stated) + " bytes, Chunk says " +
+                                                         std::to_string(usize));
             plain_.resize(static_cast<std::size_t>(usize));
             const std::size_t n = ZSTD_decompress(plain_.data(), plain_.size(), records, static_cast<std::size_t>(csize));
             if (ZSTD_isError(n)) throw FormatError(name_, records_at, std::string("zstd: ") + ZSTD_getErrorName(n));
