@@ -47,6 +47,9 @@ void out(const std::string& text);
 // Each registers its subcommands on `parent`; the callback runs the command and may throw.
 void add_topic_commands(CLI::App& parent, Globals& g);
 void add_system_commands(CLI::App& parent, Globals& g);
+void add_bag_commands(CLI::App& parent, Globals& g);     // bag.cpp
+void add_record_command(CLI::App& parent, Globals& g);   // record.cpp
+void add_play_command(CLI::App& parent, Globals& g);     // play.cpp
 
 // The topic's entry in the registry, if it exists.
 bool find_topic(const std::string& domain, const std::string& name, TopicInfo& out);

@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
 
     add_topic_commands(app, g);
     add_system_commands(app, g);
+    add_bag_commands(app, g);
+    add_record_command(app, g);
+    add_play_command(app, g);
 
     try {
         app.parse(argc, argv);
