@@ -115,7 +115,7 @@ void check_in_order(const std::vector<Recorded>& got, std::uint64_t n, std::uint
 
 }  // namespace
 
-TEST_CASE("record: every message of a topic that appears later, each compression; bag info and echo show them",
+TEST_CASE("record: every message of a topic that appears later, each compression, and bag info and echo show them",
           "[tools][record]") {
     for (const char* name : {"zstd", "lz4", "none"}) {
         const std::string compression = name;
@@ -252,7 +252,7 @@ TEST_CASE("record: --duration stops by itself, --max-duration splits by time, no
     check_in_order(all, 300);
 }
 
-TEST_CASE("record: a recorder killed with SIGKILL leaves its complete chunks; bag info says it was not finished",
+TEST_CASE("record: a recorder killed with SIGKILL leaves its complete chunks, and bag info says it was not finished",
           "[tools][record]") {
     Setup s;
     const std::string out = s.file("crash.mcap");

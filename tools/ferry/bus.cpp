@@ -19,10 +19,10 @@ Tap::~Tap() = default;
 Tap::Tap(Tap&&) noexcept = default;
 
 bool Tap::take(std::chrono::nanoseconds timeout, const OnMessage& f) {
-    auto s = impl_->sub.take(timeout);
-    if (!s) return false;
-    const auto& mi = s->info();
-    f(Meta{mi.sequence, mi.publisher_id, mi.timestamp_ns}, s->data(), s->size());
+    const RawSample s = impl_->sub.take_sample(timeout);
+    if (!s) return false;  // nothing before the timeout (or the subscriber closed: status() says which)
+    const auto& mi = s.info();
+    f(Meta{mi.sequence, mi.publisher_id, mi.timestamp_ns}, s.data(), s.size());
     return true;
 }
 
