@@ -38,17 +38,20 @@ private:
 // reserves every page (posix_fallocate) and maps it read-write. tmpfs allocates pages on first
 // touch, and a touch that finds the file system full is a SIGBUS, not an error code: with the
 // pages reserved, a full /dev/shm is Errc::no_resources here, naming /dev/shm, its size and
-// free space and what was needed. On failure nothing is left behind. `name` must embed the caller's own endpoint id (pid + serial): an existing
-// object of that name can only be a dead process's leftover, and is replaced.
+// free space and what was needed, then `advice`. On failure nothing is left behind. `name`
+// must embed the caller's own endpoint id (pid + serial): an existing object of that name can
+// only be a dead process's leftover, and is replaced.
 transport::Status create_segment(const std::string& name,
                                  std::size_t size,
                                  std::uint32_t mode,
-                                 Mapping& out) noexcept;
+                                 Mapping& out,
+                                 const std::string& advice = "enlarge /dev/shm") noexcept;
 
-// Opens an existing "/<name>" read-write and maps all of it (at most `max_size` bytes, else
-// Errc::invalid_argument). Errc::closed if it does not exist (yet, or any more),
-// Errc::would_block if it exists but is not sized yet.
-transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out) noexcept;
+// Opens an existing "/<name>" and maps all of it (at most `max_size` bytes, else
+// Errc::invalid_argument), read-write or read-only. Errc::closed if it does not exist (yet,
+// or any more), Errc::would_block if it exists but is not sized yet.
+transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out,
+                               bool writable = true) noexcept;
 
 // Bytes free for an unprivileged user in /dev/shm, or SIZE_MAX if unknown.
 std::size_t shm_free_bytes() noexcept;

@@ -86,16 +86,18 @@ std::unique_ptr<ShmReader::Attachment> ShmReader::attach(std::uint64_t writer_id
         if (h->version != kLayoutVersion) return refuse("layout version " + std::to_string(h->version));
         Layout l;
         if (h->slot_count != kSlotCount || !compute_layout(h->depth, h->max_message_size, l) ||
-            l.chunk_count != h->chunk_count || l.chunk_stride != h->chunk_stride || l.slots_offset != h->slots_offset ||
+            l.chunk_count != h->chunk_count || l.slots_offset != h->slots_offset ||
             l.rings_offset != h->rings_offset || l.chunks_offset != h->chunks_offset || l.total_size != h->total_size ||
             l.total_size != map.size()) {
             return refuse("header sizes disagree with each other or with the file size");
         }
         auto a = std::make_unique<Attachment>();
         a->writer_id = writer_id;
+        a->name = name;
         a->view = SegmentView{map.data(), l};
         a->map = std::move(map);
         a->held_bits.assign((l.chunk_count + 63) / 64, 0);
+        a->chunk_maps.resize(l.chunk_count);
         return a;
     } catch (...) {
         return nullptr;
@@ -149,12 +151,58 @@ void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
     if ((prev & ~mine) == 0) wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
 }
 
+const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size) noexcept {
+    const ChunkHeader* ch = a.view.chunk(idx);
+    const std::uint64_t segment = ch->segment.load(std::memory_order_acquire);
+    const std::uint64_t capacity = ch->capacity.load(std::memory_order_relaxed);
+    ChunkMap& m = a.chunk_maps[idx];
+    if (m.segment == segment && m.map && m.map.size() == capacity && size <= capacity) return m.map.data();
+    try {
+        // We have just popped it, so we hold no sample in it: the old mapping can go.
+        m.map.reset();
+        m.segment = 0;
+        if (segment == 0 || capacity == 0 || capacity > a.view.layout.max_capacity || size > capacity) {
+            drop_corrupt(a, "chunk " + std::to_string(idx) + " names data segment " + std::to_string(segment) + " of " +
+                                std::to_string(capacity) + " bytes for a message of " + std::to_string(size));
+            return nullptr;
+        }
+        Mapping map;
+        const std::string name = a.name + "." + std::to_string(segment);
+        if (auto st = open_segment(name, static_cast<std::size_t>(capacity), map, false); !st || map.size() != capacity) {
+            drop_corrupt(a, st ? "data segment " + name + " is not " + std::to_string(capacity) + " bytes" : st.message());
+            return nullptr;
+        }
+        m.map = std::move(map);
+        m.segment = segment;
+        return m.map.data();
+    } catch (...) {
+        lost_corrupt_.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
+    }
+}
+
+void ShmReader::unmap_replaced(Attachment& a) noexcept {
+    for (std::uint32_t c = 0; c < a.view.layout.chunk_count; ++c) {
+        ChunkMap& m = a.chunk_maps[c];
+        if (!m.map || ((a.held_bits[c / 64] >> (c % 64)) & 1u)) continue;
+        if (a.view.chunk(c)->segment.load(std::memory_order_relaxed) != m.segment) {
+            m.map.reset();
+            m.segment = 0;
+        }
+    }
+}
+
 bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
     if (!slot_is_ours(a)) {
         a.slot = -1;  // retired or reassigned by the writer
         return false;
     }
     const Layout& l = a.view.layout;
+    if (const std::uint64_t epoch = a.view.header()->rebind_epoch.load(std::memory_order_relaxed);
+        epoch != a.rebind_epoch) {
+        a.rebind_epoch = epoch;
+        unmap_replaced(a);
+    }
     Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
     std::atomic<std::uint32_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
     for (std::uint32_t attempt = 0; attempt < 4 * l.depth + 16; ++attempt) {
@@ -188,9 +236,14 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
             give_back(a, idx);
             continue;
         }
+        const std::byte* data = chunk_data(a, idx, size);
         a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
         ++a.held;
-        out.data = a.view.chunk_data(idx);
+        if (data == nullptr) {
+            give_back(a, idx);
+            continue;
+        }
+        out.data = data;
         out.size = static_cast<std::size_t>(size);
         out.handle = (std::uint64_t{a.serial} << 32) | idx;
         return true;

@@ -32,8 +32,14 @@ public:
     void interrupt() noexcept override;
 
 private:
+    // Our read-only mapping of one chunk's data segment.
+    struct ChunkMap {
+        Mapping map;
+        std::uint64_t segment = 0;
+    };
     struct Attachment {
         std::uint64_t writer_id = 0;
+        std::string name;          // of the writer's segment; its data segments are "<name>.<serial>"
         std::uint32_t serial = 0;  // names the attachment in sample handles
         Mapping map;
         SegmentView view;
@@ -41,6 +47,8 @@ private:
         bool gone = false;         // writer no longer registered: drain, then unmap
         std::uint32_t held = 0;    // samples taken and not yet released
         std::vector<std::uint64_t> held_bits;
+        std::vector<ChunkMap> chunk_maps;  // by chunk index
+        std::uint64_t rebind_epoch = 0;    // the writer's, when we last dropped stale maps
         bool warned = false;
     };
 
@@ -49,6 +57,11 @@ private:
     bool try_take_locked(transport::SampleBuffer& out) noexcept;
     bool find_slot(Attachment& a) noexcept;
     bool pop(Attachment& a, transport::SampleBuffer& out) noexcept;
+    // The bytes of chunk idx (which we just popped), mapping its data segment if it is new to
+    // us; null (and counted as lost) if the chunk header names no valid segment.
+    const std::byte* chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size) noexcept;
+    // Unmaps data segments the writer has replaced, unless we hold a sample in them.
+    void unmap_replaced(Attachment& a) noexcept;
     bool slot_is_ours(const Attachment& a) const noexcept;
     bool ring_empty(const Attachment& a) const noexcept;
     void give_back(Attachment& a, std::uint32_t idx) noexcept;

@@ -76,14 +76,16 @@ public:
             compute_layout(p.depth, p.max_message_size, layout);
             const std::string name = transport::object_name(p.domain, p.endpoint_id, "shm");
             Mapping segment;
-            if (auto st = create_segment(name, layout.total_size, p.mode, segment); !st) return st;
+            if (auto st = create_segment(name, layout.total_size, p.mode, segment, "lower the topic's depth or enlarge /dev/shm");
+                !st) {
+                return st;
+            }
             auto* h = reinterpret_cast<SegmentHeader*>(segment.data());
             h->version = kLayoutVersion;
             h->slot_count = kSlotCount;
             h->depth = layout.depth;
             h->chunk_count = layout.chunk_count;
             h->max_message_size = layout.max_message_size;
-            h->chunk_stride = layout.chunk_stride;
             h->slots_offset = layout.slots_offset;
             h->rings_offset = layout.rings_offset;
             h->chunks_offset = layout.chunks_offset;
