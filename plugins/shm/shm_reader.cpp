@@ -151,7 +151,7 @@ void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
     if ((prev & ~mine) == 0) wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
 }
 
-const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size) noexcept {
+const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept {
     const ChunkHeader* ch = a.view.chunk(idx);
     const std::uint64_t segment = ch->segment.load(std::memory_order_acquire);
     const std::uint64_t capacity = ch->capacity.load(std::memory_order_relaxed);
@@ -162,21 +162,20 @@ const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::ui
         m.map.reset();
         m.segment = 0;
         if (segment == 0 || capacity == 0 || capacity > a.view.layout.max_capacity || size > capacity) {
-            drop_corrupt(a, "chunk " + std::to_string(idx) + " names data segment " + std::to_string(segment) + " of " +
-                                std::to_string(capacity) + " bytes for a message of " + std::to_string(size));
+            bad = "chunk " + std::to_string(idx) + " names data segment " + std::to_string(segment) + " of " +
+                  std::to_string(capacity) + " bytes for a message of " + std::to_string(size);
             return nullptr;
         }
         Mapping map;
         const std::string name = a.name + "." + std::to_string(segment);
         if (auto st = open_segment(name, static_cast<std::size_t>(capacity), map, false); !st || map.size() != capacity) {
-            drop_corrupt(a, st ? "data segment " + name + " is not " + std::to_string(capacity) + " bytes" : st.message());
+            bad = st ? "data segment " + name + " is not " + std::to_string(capacity) + " bytes" : st.message();
             return nullptr;
         }
         m.map = std::move(map);
         m.segment = segment;
         return m.map.data();
     } catch (...) {
-        lost_corrupt_.fetch_add(1, std::memory_order_relaxed);
         return nullptr;
     }
 }
@@ -217,29 +216,37 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
             continue;
         }
         const std::uint32_t idx = ring[tail % l.depth].load(std::memory_order_relaxed);
+        // Read and map the chunk while the entry is still queued: until our tail moves the
+        // writer keeps the chunk (and its data segment) as it is, even if it is closing and
+        // waits only for our ring to be empty. A failed CAS means the writer dropped the entry
+        // (drop_oldest): nothing of it is ours then, and a mapping made meanwhile just waits.
+        std::string bad;
+        std::uint64_t size = 0;
+        const std::byte* data = nullptr;
+        const bool held = idx < l.chunk_count && ((a.held_bits[idx / 64] >> (idx % 64)) & 1u);
+        if (idx >= l.chunk_count) {
+            bad = "chunk index " + std::to_string(idx) + " out of range";
+        } else if (held) {
+            bad = "chunk " + std::to_string(idx) + " queued again while still held";
+        } else {
+            size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
+            if (size > l.max_message_size || size > params_.max_message_size) {
+                bad = "message size " + std::to_string(size) + " above max_message_size";
+            } else {
+                data = chunk_data(a, idx, size, bad);
+            }
+        }
         if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) continue;
         wake_writer_for_room(a.view.header()->wake_seq, a.view.header()->writer_waiting, l.depth - (head - tail - 1),
                              slot->wake_room);
-        if (idx >= l.chunk_count) {
-            drop_corrupt(a, "chunk index " + std::to_string(idx) + " out of range");
+        if (idx >= l.chunk_count || held) {
+            drop_corrupt(a, bad);
             continue;
         }
-        if ((a.held_bits[idx / 64] >> (idx % 64)) & 1u) {
-            drop_corrupt(a, "chunk " + std::to_string(idx) + " queued again while still held");
-            continue;
-        }
-        const std::uint64_t size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
-        if (size > l.max_message_size || size > params_.max_message_size) {
-            drop_corrupt(a, "message size " + std::to_string(size) + " above max_message_size");
-            a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
-            ++a.held;
-            give_back(a, idx);
-            continue;
-        }
-        const std::byte* data = chunk_data(a, idx, size);
         a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
         ++a.held;
         if (data == nullptr) {
+            drop_corrupt(a, bad);
             give_back(a, idx);
             continue;
         }

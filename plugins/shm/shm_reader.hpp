@@ -57,9 +57,9 @@ private:
     bool try_take_locked(transport::SampleBuffer& out) noexcept;
     bool find_slot(Attachment& a) noexcept;
     bool pop(Attachment& a, transport::SampleBuffer& out) noexcept;
-    // The bytes of chunk idx (which we just popped), mapping its data segment if it is new to
-    // us; null (and counted as lost) if the chunk header names no valid segment.
-    const std::byte* chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size) noexcept;
+    // The bytes of chunk idx (queued for us, not held), mapping its data segment if it is new
+    // to us; null with the reason in `bad` if the chunk header names no valid segment.
+    const std::byte* chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept;
     // Unmaps data segments the writer has replaced, unless we hold a sample in them.
     void unmap_replaced(Attachment& a) noexcept;
     bool slot_is_ours(const Attachment& a) const noexcept;
