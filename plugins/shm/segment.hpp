@@ -69,16 +69,26 @@ inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::ui
     }
 }
 
-// wake_if_waiting for a writer blocked on a full ring: it asked to be woken once `room` entries
-// are free, so a reader draining the ring wakes it once per half ring, not once per message.
-// (The writer re-checks every few milliseconds, so a reader that stops early delays it a little
-// but never strands it.)
+// wake_if_waiting for a caller whose change was a seq_cst read-modify-write (a CAS or
+// fetch_and): a seq_cst RMW and a seq_cst load of `waiting` order against the sleeper's fence
+// as the waker's own fence would, and on x86 the RMW is already the one full barrier, so the
+// hand-over pays no second one (mfence).
+inline void wake_if_waiting_after_rmw(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
+    if (waiting.load(std::memory_order_seq_cst) != 0 && waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        transport::futex_wake_all(seq);
+    }
+}
+
+// wake_if_waiting_after_rmw for a writer blocked on a full ring: it asked to be woken once
+// `room` entries are free, so a reader draining the ring wakes it once per half ring, not once
+// per message. (The writer re-checks every few milliseconds, so a reader that stops early
+// delays it a little but never strands it.) The caller's pop was a seq_cst CAS.
 inline void wake_writer_for_room(std::atomic<std::uint32_t>& seq,
                                  std::atomic<std::uint32_t>& waiting,
                                  std::uint64_t room,
                                  const std::atomic<std::uint32_t>& wanted) noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiting.load(std::memory_order_relaxed) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
+    if (waiting.load(std::memory_order_seq_cst) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
         waiting.exchange(0, std::memory_order_seq_cst) != 0) {
         seq.fetch_add(1, std::memory_order_seq_cst);
         transport::futex_wake_all(seq);

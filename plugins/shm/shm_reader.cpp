@@ -1,5 +1,6 @@
 #include "shm_reader.hpp"
 
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -33,14 +34,12 @@ inline void cpu_relax() noexcept {
 ShmReader::ShmReader(const transport::Host& host,
                      transport::TopicParams params,
                      std::string name,
-                     Mapping doorbell,
-                     std::chrono::nanoseconds spin)
+                     Mapping doorbell)
     : host_(host),
       params_(std::move(params)),
       name_(std::move(name)),
       doorbell_map_(std::move(doorbell)),
-      doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())),
-      spin_(spin) {}
+      doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())) {}
 
 ShmReader::~ShmReader() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -147,8 +146,8 @@ void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
     }
     if (a.slot < 0 || !slot_is_ours(a)) return;  // the writer already took back all of this slot
     const std::uint64_t mine = bit(a.slot);
-    const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_acq_rel);
-    if ((prev & ~mine) == 0) wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+    const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_seq_cst);
+    if ((prev & ~mine) == 0) wake_if_waiting_after_rmw(a.view.header()->wake_seq, a.view.header()->writer_waiting);
 }
 
 const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept {
@@ -236,7 +235,7 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
                 data = chunk_data(a, idx, size, bad);
             }
         }
-        if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) continue;
+        if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_seq_cst)) continue;
         wake_writer_for_room(a.view.header()->wake_seq, a.view.header()->writer_waiting, l.depth - (head - tail - 1),
                              slot->wake_room);
         if (idx >= l.chunk_count || held) {
@@ -292,6 +291,25 @@ bool ShmReader::try_take_locked(SampleBuffer& out) noexcept {
     return false;
 }
 
+bool ShmReader::poll(SampleBuffer& out, Clock::time_point until) noexcept {
+    // adaptive yields the CPU between polls: with the writer on the same CPU, a poll that only
+    // spun would keep it from running until the time slice ends. spin never yields.
+    const bool yield = params_.wait != transport::TopicParams::Wait::spin;
+    for (std::uint32_t i = 1;; ++i) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (try_take_locked(out)) return true;
+        }
+        if (closed_.load(std::memory_order_relaxed)) return false;
+        if (yield) {
+            ::sched_yield();
+        } else {
+            for (int k = 0; k < 8; ++k) cpu_relax();
+        }
+        if (i % 16 == 0 && Clock::now() >= until) return false;
+    }
+}
+
 Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     auto closed = [] { return Status(Errc::closed, "shm: reader interrupted"); };
     if (closed_.load(std::memory_order_acquire)) return closed();
@@ -301,13 +319,10 @@ Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     }
     auto now = Clock::now();
     if (deadline <= now) return Status(Errc::would_block, "shm: no message");
-    if (spin_.count() > 0) {
-        const auto spin_end = std::min(deadline, now + spin_);
-        do {
-            for (int i = 0; i < 64; ++i) cpu_relax();
-            std::lock_guard<std::mutex> lock(mu_);
-            if (try_take_locked(out)) return Status::ok();
-        } while (Clock::now() < spin_end && !closed_.load(std::memory_order_relaxed));
+    if (params_.wait == transport::TopicParams::Wait::spin) {
+        if (poll(out, deadline)) return Status::ok();
+    } else if (params_.wait == transport::TopicParams::Wait::adaptive && params_.spin.count() > 0) {
+        if (poll(out, std::min(deadline, now + params_.spin))) return Status::ok();
     }
     for (;;) {
         const std::uint32_t seen = prepare_wait(doorbell_->seq, doorbell_->waiting);

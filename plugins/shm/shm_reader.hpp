@@ -21,8 +21,7 @@ namespace ferry::shm {
 class ShmReader final : public transport::Reader {
 public:
     // `doorbell` is the freshly created and initialised segment `name` (no leading slash).
-    ShmReader(const transport::Host& host, transport::TopicParams params, std::string name, Mapping doorbell,
-              std::chrono::nanoseconds spin);
+    ShmReader(const transport::Host& host, transport::TopicParams params, std::string name, Mapping doorbell);
     ~ShmReader() override;
 
     transport::Status take(transport::SampleBuffer& out, transport::Clock::time_point deadline) noexcept override;
@@ -55,6 +54,8 @@ private:
     // Opens, validates and maps a writer's segment. Null if it is not there (yet) or refused.
     std::unique_ptr<Attachment> attach(std::uint64_t writer_id, bool& refused) noexcept;
     bool try_take_locked(transport::SampleBuffer& out) noexcept;
+    // wait = adaptive or spin: polls until a message, `until`, or interrupt(). True if taken.
+    bool poll(transport::SampleBuffer& out, transport::Clock::time_point until) noexcept;
     bool find_slot(Attachment& a) noexcept;
     bool pop(Attachment& a, transport::SampleBuffer& out) noexcept;
     // The bytes of chunk idx (queued for us, not held), mapping its data segment if it is new
@@ -73,7 +74,6 @@ private:
     const std::string name_;
     Mapping doorbell_map_;
     Doorbell* doorbell_;
-    const std::chrono::nanoseconds spin_;
 
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Attachment>> attachments_;

@@ -4,8 +4,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
@@ -24,22 +22,9 @@ namespace ferry::shm {
 using transport::Errc;
 using transport::Status;
 
-namespace {
-
-// FERRY_SHM_SPIN_US: how long a reader that finds nothing polls before it sleeps on its futex.
-std::chrono::nanoseconds spin_from_env() {
-    const char* v = std::getenv("FERRY_SHM_SPIN_US");
-    if (v == nullptr || *v == '\0') return std::chrono::microseconds(0);
-    const long us = std::strtol(v, nullptr, 10);
-    return std::chrono::microseconds(us < 0 ? 0 : (us > 1000 ? 1000 : us));
-}
-
-}  // namespace
-
 class ShmTransport final : public transport::Transport {
 public:
-    explicit ShmTransport(const transport::Host& host)
-        : host_(host), spin_(spin_from_env()) {}
+    explicit ShmTransport(const transport::Host& host) : host_(host) {}
 
     const char* name() const noexcept override { return "shm"; }
 
@@ -109,7 +94,7 @@ public:
             Mapping bell;
             if (auto st = create_segment(name, kDoorbellSegmentSize, p.mode, bell); !st) return st;
             reinterpret_cast<Doorbell*>(bell.data())->magic.store(kDoorbellMagic, std::memory_order_release);
-            out = std::make_unique<ShmReader>(host_, p, name, std::move(bell), spin_);
+            out = std::make_unique<ShmReader>(host_, p, name, std::move(bell));
             return Status::ok();
         } catch (const std::bad_alloc&) {
             return Status(Errc::no_resources, "shm: out of memory creating a reader for topic " + p.topic);
@@ -138,7 +123,6 @@ public:
 
 private:
     const transport::Host& host_;
-    const std::chrono::nanoseconds spin_;
 };
 
 }  // namespace ferry::shm

@@ -636,6 +636,50 @@ TEST_CASE("shm take honours deadlines, try-take and sleeps without burning CPU",
     late.join();
 }
 
+TEST_CASE("shm wait modes: adaptive polls spin_us then sleeps, sleep never polls, spin polls to the deadline", "[shm]") {
+    using Wait = TopicParams::Wait;
+    World world;
+    // Per mode: the CPU a 200 ms take() that finds nothing costs its thread, and a message
+    // published by another thread while it waits is still taken.
+    struct Run {
+        double idle_cpu_ms;
+        bool got_late_message;
+    };
+    auto run = [&](Wait mode, std::chrono::microseconds spin) {
+        auto wp = world.params();
+        auto rp = world.params();
+        rp.wait = mode;
+        rp.spin = spin;
+        auto w = world.writer(wp);
+        auto r = world.reader(rp);
+        connect(*w, wp, *r, rp);
+        SampleBuffer s;
+        const double cpu0 = thread_cpu_ms();
+        CHECK(r->take(s, in(200ms)).code() == Errc::timeout);
+        Run out{thread_cpu_ms() - cpu0, false};
+        std::thread late([&] {
+            std::this_thread::sleep_for(20ms);
+            publish(*w, 5, 64);
+        });
+        std::uint64_t seq = 0;
+        out.got_late_message = receive(*r, seq, in(5000ms)) && seq == 5;
+        late.join();
+        return out;
+    };
+    const Run sleep = run(Wait::sleep, 50us);
+    const Run adaptive = run(Wait::adaptive, 1000us);
+    const Run spin = run(Wait::spin, 50us);
+    CHECK(sleep.got_late_message);
+    CHECK(adaptive.got_late_message);
+    CHECK(spin.got_late_message);
+    INFO("CPU of a 200 ms idle take: sleep " << sleep.idle_cpu_ms << " ms, adaptive(1 ms) " << adaptive.idle_cpu_ms
+                                             << " ms, spin " << spin.idle_cpu_ms << " ms");
+    CHECK(sleep.idle_cpu_ms < 15.0);
+    CHECK(adaptive.idle_cpu_ms < 15.0);  // 1 ms of polling, then asleep
+    // Polled the whole 200 ms: all of it on an idle machine, its share of a CPU on a loaded one.
+    CHECK(spin.idle_cpu_ms > 30.0);
+}
+
 TEST_CASE("shm interrupt makes a blocked take and every later one return closed", "[shm][conformance]") {
     World world;
     auto r = world.reader(world.params());
