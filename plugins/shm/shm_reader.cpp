@@ -39,7 +39,9 @@ ShmReader::ShmReader(const transport::Host& host,
       params_(std::move(params)),
       name_(std::move(name)),
       doorbell_map_(std::move(doorbell)),
-      doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())) {}
+      doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())),
+      map_budget_(std::uint64_t{chunk_count_for_depth(std::min(params_.depth, kMaxDepth))} *
+                  chunk_capacity_for(params_.max_message_size, params_.max_message_size)) {}
 
 ShmReader::~ShmReader() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -157,12 +159,20 @@ const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::ui
     ChunkMap& m = a.chunk_maps[idx];
     if (m.segment == segment && m.map && m.map.size() == capacity && size <= capacity) return m.map.data();
     try {
-        // We have just popped it, so we hold no sample in it: the old mapping can go.
+        // It is queued for us, so we hold no sample in it: the old mapping can go.
+        a.mapped -= m.map.size();
         m.map.reset();
         m.segment = 0;
         if (segment == 0 || capacity == 0 || capacity > a.view.layout.max_capacity || size > capacity) {
             bad = "chunk " + std::to_string(idx) + " names data segment " + std::to_string(segment) + " of " +
                   std::to_string(capacity) + " bytes for a message of " + std::to_string(size);
+            return nullptr;
+        }
+        // What a writer of our own topic could make us map at most: a rogue one (a header with a
+        // huge depth, sparse files) cannot make us map more.
+        if (a.mapped + capacity > map_budget_) unmap_replaced(a);
+        if (a.mapped + capacity > map_budget_) {
+            bad = "its data segments would take more than " + std::to_string(map_budget_) + " bytes of address space";
             return nullptr;
         }
         Mapping map;
@@ -173,6 +183,7 @@ const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::ui
         }
         m.map = std::move(map);
         m.segment = segment;
+        a.mapped += capacity;
         return m.map.data();
     } catch (...) {
         return nullptr;
@@ -184,6 +195,7 @@ void ShmReader::unmap_replaced(Attachment& a) noexcept {
         ChunkMap& m = a.chunk_maps[c];
         if (!m.map || ((a.held_bits[c / 64] >> (c % 64)) & 1u)) continue;
         if (a.view.chunk(c)->segment.load(std::memory_order_relaxed) != m.segment) {
+            a.mapped -= m.map.size();
             m.map.reset();
             m.segment = 0;
         }

@@ -48,6 +48,7 @@ private:
         std::vector<std::uint64_t> held_bits;
         std::vector<ChunkMap> chunk_maps;  // by chunk index
         std::uint64_t rebind_epoch = 0;    // the writer's, when we last dropped stale maps
+        std::uint64_t mapped = 0;          // bytes of the data segments in chunk_maps
         bool warned = false;
     };
 
@@ -74,6 +75,8 @@ private:
     const std::string name_;
     Mapping doorbell_map_;
     Doorbell* doorbell_;
+    // Most bytes of data segments we map per writer: a full pool of our topic's chunks.
+    const std::uint64_t map_budget_;
 
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Attachment>> attachments_;

@@ -676,8 +676,10 @@ TEST_CASE("shm wait modes: adaptive polls spin_us then sleeps, sleep never polls
                                              << " ms, spin " << spin.idle_cpu_ms << " ms");
     CHECK(sleep.idle_cpu_ms < 15.0);
     CHECK(adaptive.idle_cpu_ms < 15.0);  // 1 ms of polling, then asleep
-    // Polled the whole 200 ms: all of it on an idle machine, its share of a CPU on a loaded one.
-    CHECK(spin.idle_cpu_ms > 30.0);
+    // Polled the whole 200 ms: all of it on an idle machine, its share of a CPU on a loaded one
+    // (a 2-CPU machine shared with a dozen busy processes gives it about 25 ms).
+    CHECK(spin.idle_cpu_ms > 10.0);
+    CHECK(spin.idle_cpu_ms > 4 * std::max(sleep.idle_cpu_ms, adaptive.idle_cpu_ms));
 }
 
 TEST_CASE("shm interrupt makes a blocked take and every later one return closed", "[shm][conformance]") {
