@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 4;
+inline constexpr std::uint32_t kAbiVersion = 5;
 
 // C++ types (std::string, std::vector, classes with virtual functions) cross the plugin
 // boundary, so a module must also be built with the same standard library, in the same ABI
@@ -139,6 +139,12 @@ struct TopicParams {
     // A reader's budget for bytes held in incomplete messages, all writers together (0: the
     // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
     std::size_t reader_buffer_budget = 0;
+    // How a reader waits in take() on a transport that can poll: adaptive polls for `spin`
+    // (yielding the CPU between polls) and then sleeps, sleep sleeps at once, spin polls until
+    // a message or the deadline. Plugins that cannot poll ignore it.
+    enum class Wait : std::uint8_t { adaptive, sleep, spin };
+    Wait wait = Wait::adaptive;
+    std::chrono::microseconds spin{50};
 };
 
 // A peer endpoint as the registry knows it.
