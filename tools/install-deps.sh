@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages ferry builds with, if any is missing. Safe to run again.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libboost-dev libboost-filesystem-dev libcereal-dev
-          libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev)
+          libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev
+          cyclonedds-dev cyclonedds-tools iproute2)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

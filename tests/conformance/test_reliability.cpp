@@ -180,8 +180,11 @@ void healthy_keeps_pace(const std::string& transport, const std::string& overflo
     INFO("elapsed " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms for "
                     << std::chrono::duration_cast<std::chrono::milliseconds>(nominal).count() << " ms nominal");
     CHECK(elapsed < nominal * 10 / 9);
-    // What the stalled subscriber missed is counted where `ferry topic info` reads it.
-    if (other == Other::stopped && overflow != "drop_oldest") {
+    // What the stalled subscriber missed is counted where `ferry topic info` reads it. A DDS
+    // writer keeps what a stopped reader has not acknowledged and sends it later (up to
+    // Cyclone's writer-history watermark, far above these 2000 small messages): nothing is
+    // undelivered on a network transport.
+    if (other == Other::stopped && overflow != "drop_oldest" && !conformance::network(transport)) {
         bool counted = false;
         for (const auto& t : ferry::list_topics(f.domain()))
             for (const auto& e : t.endpoints) counted = counted || e.undelivered > 0;
@@ -307,7 +310,9 @@ CONFORMANCE_CASE("sequence numbers follow commit order with 4 publishing threads
 
 CONFORMANCE_CASE("fork: objects inherited by 20 children are inert, the parent is unaffected") {
     Fixture f(transport);
-    auto listener = f.spawn("listener", {"--topic", "fk", "--count", "460", "--timeout", "60", "--quiet"});
+    // 5 children publish 3 each (none on a network transport), the parent 445.
+    const std::size_t expected = conformance::network(transport) ? 445 : 460;
+    auto listener = f.spawn("listener", {"--topic", "fk", "--count", std::to_string(expected), "--timeout", "60", "--quiet"});
     std::optional<ferry::Node> node(f.node("parent"));
     std::optional<ferry::RawPublisher> pub(node->advertise<ferry::Bytes>("fk"));
     std::optional<ferry::RawSubscriber> sub(node->subscribe<ferry::Bytes>("fk"));
@@ -353,7 +358,17 @@ CONFORMANCE_CASE("fork: objects inherited by 20 children are inert, the parent i
                 return 0;
             }
             if (kind == 2) ::_exit(0);  // leaves without destroying anything
-            // Makes its own node and publishes 3 messages of its own.
+            // Makes its own node and publishes 3 messages of its own. A network engine's threads
+            // do not survive fork (Cyclone DDS): there, advertising fails with a clear error.
+            if (conformance::network(transport)) {
+                try {
+                    auto own = f.node("child");
+                    auto p = own.advertise<ferry::Bytes>("fk");
+                    return 35;
+                } catch (const ferry::Error& e) {
+                    return std::string(e.what()).find("fork") == std::string::npos ? 36 : 0;
+                }
+            }
             auto own = f.node("child");
             auto p = own.advertise<ferry::Bytes>("fk");
             if (!p.wait_for_subscribers(2, 10000ms)) return 33;
@@ -371,10 +386,10 @@ CONFORMANCE_CASE("fork: objects inherited by 20 children are inert, the parent i
         REQUIRE(st);
     }
     REQUIRE(listener.wait(60000ms) == 0);
-    CHECK(output_has(listener, "received 460 corrupt 0"));
+    CHECK(output_has(listener, "received " + std::to_string(expected) + " corrupt 0"));
     CHECK(output_has(listener, "out_of_order 0"));
     // The parent's own subscriber got the children's and the parent's messages too.
-    CHECK(ferry::test::wait_until([&] { return got.load() == 460; }, 10000ms));
+    CHECK(ferry::test::wait_until([&] { return got.load() == expected; }, 10000ms));
 }
 
 CONFORMANCE_CASE("a subscriber beyond the transport's reader limit is refused with a clear error") {

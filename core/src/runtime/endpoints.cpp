@@ -81,6 +81,7 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
     // like the built-in default, it may get what the system allows.
     params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
     params.reader_buffer_budget = qos.reader_buffer_budget;
+    if (const auto it = spec.plugin_options.find(qos.transport); it != spec.plugin_options.end()) params.options = it->second;
     return params;
 }
 

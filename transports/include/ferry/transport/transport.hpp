@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 3;
+inline constexpr std::uint32_t kAbiVersion = 4;
 
 using Clock = std::chrono::steady_clock;
 
@@ -118,6 +118,9 @@ struct TopicParams {
     // A reader's budget for bytes held in incomplete messages, all writers together (0: the
     // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
     std::size_t reader_buffer_budget = 0;
+    // The config's table named after this transport (e.g. [dds]) as key -> value text, already
+    // validated by the core: strings unquoted, arrays joined with ','. Empty when there is none.
+    std::vector<std::pair<std::string, std::string>> options;
 };
 
 // A peer endpoint as the registry knows it.
@@ -215,6 +218,13 @@ struct Capabilities {
     // Most readers one writer can serve (0 = no limit): the core refuses a subscriber beyond it
     // with a clear error instead of letting it receive nothing.
     std::size_t max_readers = 0;
+    // Delivery runs through a network engine (dds): peers may be on other hosts, the plugin
+    // creates no OS object of its own (nothing to inspect in /dev/shm or the runtime dir), and
+    // back-pressure comes from the engine's acknowledgements: a subscriber that receives but
+    // does not take never blocks a publisher, one that stops acknowledging (stopped, unreachable)
+    // does until the engine's lease drops it. The conformance suite skips, saying why, the cases
+    // that assume a local mechanism.
+    bool network = false;
 };
 
 class Transport {
