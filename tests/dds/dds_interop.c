@@ -9,8 +9,12 @@
  *       "received N corrupt C out_of_order K"
  *   dds_interop pub <dds domain id> <ferry domain> <topic> <count> [size]
  *       waits for a reader, publishes <count> messages, waits for their acknowledgement
+ *   dds_interop watch <dds domain id> <ferry domain> <topic> <timeout s> [interface]
+ *       prints "matched" once a writer is there, then "unmatched at <CLOCK_REALTIME ns>" when
+ *       DDS has forgotten every writer (e.g. its process was SIGKILLed and its lease ran out)
  *
- * Cyclone is restricted to the loopback interface (tests keep traffic on the machine). */
+ * Cyclone is restricted to the loopback interface (tests keep traffic on the machine), or to
+ * [interface] in watch mode. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,10 +83,15 @@ int main(int argc, char** argv) {
     snprintf(name, sizeof name, "ferry_%s/%s", d, t);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    const char* config =
-        "<General><Interfaces><NetworkInterface name=\"lo\"/></Interfaces><AllowMulticast>false</AllowMulticast>"
-        "</General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
-        "<MaxAutoParticipantIndex>99</MaxAutoParticipantIndex></Discovery>";
+    const int watch = strcmp(argv[1], "watch") == 0;
+    char config[1024];
+    if (watch && argc > 6 && strlen(argv[6]) < 64)
+        snprintf(config, sizeof config, "<General><Interfaces><NetworkInterface name=\"%s\"/></Interfaces></General>", argv[6]);
+    else
+        snprintf(config, sizeof config, "%s",
+                 "<General><Interfaces><NetworkInterface name=\"lo\"/></Interfaces><AllowMulticast>false</AllowMulticast>"
+                 "</General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+                 "<MaxAutoParticipantIndex>99</MaxAutoParticipantIndex></Discovery>");
     if (dds_create_domain(domain_id, config) < 0) return 3;
     const dds_entity_t pp = dds_create_participant(domain_id, NULL, NULL);
     const dds_entity_t topic = dds_create_topic(pp, &ferry_dds_Frame_desc, name, NULL, NULL);
@@ -95,7 +104,27 @@ int main(int argc, char** argv) {
     dds_qset_history(qos, DDS_HISTORY_KEEP_ALL, 0);
     int code = 1;
 
-    if (publish) {
+    if (watch) {
+        const dds_entity_t r = dds_create_reader(pp, topic, qos, NULL);
+        const dds_time_t deadline = dds_time() + (dds_duration_t)(atof(argv[5]) * 1e9);
+        dds_subscription_matched_status_t st;
+        int matched = 0;
+        while (dds_time() < deadline) {
+            dds_get_subscription_matched_status(r, &st);
+            if (!matched && st.current_count > 0) {
+                matched = 1;
+                printf("matched\n");
+            } else if (matched && st.current_count == 0) {
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                printf("unmatched at %llu\n", (unsigned long long)now.tv_sec * 1000000000ull + (unsigned long long)now.tv_nsec);
+                code = 0;
+                break;
+            }
+            dds_sleepfor(DDS_MSECS(20));
+        }
+        /* Not every message of a stream need be taken: the reader only watches. */
+    } else if (publish) {
         const size_t size = argc > 6 ? strtoul(argv[6], NULL, 10) : 64;
         const dds_entity_t w = dds_create_writer(pp, topic, qos, NULL);
         dds_publication_matched_status_t st;
