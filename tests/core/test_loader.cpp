@@ -45,6 +45,20 @@ TEST_CASE("a module built for another ABI is refused, naming the file and both v
                                                      Catch::Contains("needs ABI " + std::to_string(abi) + ";"));
 }
 
+TEST_CASE("a module built with another standard-library ABI is refused, naming both", "[loader]") {
+    const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_stdlib_mismatch_module.so";
+    CHECK_THAT(std::string(ferry::transport::kBuildTag), Catch::Contains("libstdc++ (_GLIBCXX_USE_CXX11_ABI=1)"));
+    CHECK_THROWS_WITH(load_transport_file(path),
+                      Catch::Contains(path) && Catch::Contains("built with libstdc++ (_GLIBCXX_USE_CXX11_ABI=0)") &&
+                          Catch::Contains(std::string("this ferry with ") + ferry::transport::kBuildTag) &&
+                          Catch::Contains("rebuild the plugin"));
+}
+
+TEST_CASE("a module that does not state its standard library is refused", "[loader]") {
+    const std::string path = std::string(FERRY_TEST_MODULE_DIR) + "/test_untagged_module.so";
+    CHECK_THROWS_WITH(load_transport_file(path), Catch::Contains(path) && Catch::Contains("ferry_transport_build_tag"));
+}
+
 TEST_CASE("a file that is not a shared library is refused, naming it", "[loader]") {
     char tmpl[] = "/tmp/ferry-loader-XXXXXX";
     REQUIRE(::mkdtemp(tmpl));

@@ -129,3 +129,40 @@ TEST_CASE("a process killed while holding the registry lock never blocks the oth
     REQUIRE(eps.size() == 1);  // the half-written entry of the dead process is gone
     CHECK(eps[0].node == "survivor");
 }
+
+TEST_CASE("a change rings only the processes with an endpoint on its topic", "[registry][multiprocess]") {
+    const auto domain = ferry::test::unique_domain();
+    Registry sut(domain);
+    REQUIRE(sut.add_endpoint(topic("mine", "string"), false, Role::subscriber, 0x1000001, "me").ok);
+    const std::uint32_t rung = sut.changes_seen();
+    const std::uint32_t generation = sut.generation();
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    // Another process: 100 endpoints come and go on another topic, then one joins ours.
+    auto child = ferry::test::Child::fork([&] {
+        Registry r(domain);
+        for (std::uint64_t i = 0; i < 100; ++i) {
+            const std::uint64_t id = ferry::transport::make_endpoint_id(::getpid(), 10 + i);
+            if (!r.add_endpoint(topic("other", "string"), false, Role::publisher, id, "churn").ok) return 3;
+            r.remove_endpoint(id);
+        }
+        if (!r.add_endpoint(topic("mine", "string"), false, Role::publisher, ferry::transport::make_endpoint_id(::getpid(), 1), "pub").ok)
+            return 4;
+        const char done = 1;
+        if (::write(fds[1], &done, 1) != 1) return 5;
+        ::pause();
+        return 0;
+    });
+    char done = 0;
+    REQUIRE(::read(fds[0], &done, 1) == 1);
+    CHECK(sut.generation() - generation >= 201);  // every change counts in the generation
+    CHECK(sut.changes_seen() - rung == 1);        // but only the one on "mine" rang this process
+    // The ring wakes a sleeper at once.
+    const auto start = std::chrono::steady_clock::now();
+    sut.wait_for_change(rung, ferry::transport::Clock::now() + 5s);
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    child.kill(SIGKILL);
+    child.wait(5000ms);
+    ::close(fds[0]);
+    ::close(fds[1]);
+}

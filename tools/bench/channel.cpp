@@ -11,45 +11,52 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kBursts = 5;
 
-bool round_trip(Channel& ch, std::uint64_t seq, std::string& error) {
-    Header h{Op::echo, 0, seq, 0};
-    if (!ch.send(h, error)) return false;
-    Header r{};
-    if (!ch.receive(r, error)) return false;
-    if (r.op != Op::echo_reply || r.sequence != seq) {
-        error = "peer answered ping " + std::to_string(seq) + " with op " + std::to_string(static_cast<unsigned>(r.op)) +
-                " sequence " + std::to_string(r.sequence);
-        return false;
+// The answers of `peers` peers to ping `seq`.
+bool replies(Channel& ch, std::uint64_t seq, std::size_t peers, std::string& error) {
+    for (std::size_t i = 0; i < peers; ++i) {
+        Header r{};
+        if (!ch.receive(r, error)) return false;
+        if (r.op != Op::echo_reply || r.sequence != seq) {
+            error = "peer answered ping " + std::to_string(seq) + " with op " +
+                    std::to_string(static_cast<unsigned>(r.op)) + " sequence " + std::to_string(r.sequence);
+            return false;
+        }
     }
     return true;
 }
 
-// `messages` one way, the last asking for an ack; true once the peer confirms it got them all.
-bool burst(Channel& ch, std::uint64_t first_seq, std::size_t messages, std::string& error) {
+bool round_trip(Channel& ch, std::uint64_t seq, std::size_t peers, std::string& error) {
+    return ch.send(Header{Op::echo, 0, seq, 0}, error) && replies(ch, seq, peers, error);
+}
+
+// `messages` one way, the last asking for an ack; true once every peer confirms it got them all.
+bool burst(Channel& ch, std::uint64_t first_seq, std::size_t messages, std::size_t peers, std::string& error) {
     for (std::size_t i = 0; i + 1 < messages; ++i) {
         if (!ch.send(Header{Op::data, 0, first_seq + i, 0}, error)) return false;
     }
     if (!ch.send(Header{Op::last, 0, first_seq + messages - 1, messages}, error)) return false;
-    Header r{};
-    if (!ch.receive(r, error)) return false;
-    if (r.op != Op::ack || r.count != messages) {
-        error = "peer acknowledged " + std::to_string(r.count) + " of " + std::to_string(messages) + " messages";
-        return false;
+    for (std::size_t i = 0; i < peers; ++i) {
+        Header r{};
+        if (!ch.receive(r, error)) return false;
+        if (r.op != Op::ack || r.count != messages) {
+            error = "peer acknowledged " + std::to_string(r.count) + " of " + std::to_string(messages) + " messages";
+            return false;
+        }
     }
     return true;
 }
 
 }  // namespace
 
-Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages) {
+Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages, std::size_t peers) {
     Measurement m;
     std::uint64_t seq = 1;
     // Warm-up: fault in buffers and pages on both sides, let the scheduler settle.
     const std::size_t warm_trips = std::max<std::size_t>(20, round_trips / 10);
     for (std::size_t i = 0; i < warm_trips; ++i) {
-        if (!round_trip(ch, seq++, m.error)) return m;
+        if (!round_trip(ch, seq++, peers, m.error)) return m;
     }
-    if (!burst(ch, seq, std::max<std::size_t>(1, messages / 10), m.error)) return m;
+    if (!burst(ch, seq, std::max<std::size_t>(1, messages / 10), peers, m.error)) return m;
     seq += messages;
 
     m.one_way_us.reserve(round_trips);
@@ -59,12 +66,8 @@ Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages) 
         Header h{Op::echo, 0, seq, 0};
         if (!ch.send(h, m.error)) return m;
         const auto t1 = Clock::now();
-        if (!ch.receive(h, m.error)) return m;
+        if (!replies(ch, seq, peers, m.error)) return m;
         const auto t2 = Clock::now();
-        if (h.op != Op::echo_reply || h.sequence != seq) {
-            m.error = "peer answered ping " + std::to_string(seq) + " with sequence " + std::to_string(h.sequence);
-            return m;
-        }
         ++seq;
         m.one_way_us.push_back(std::chrono::duration<double, std::micro>(t2 - t0).count() / 2);
         m.send_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -77,7 +80,7 @@ Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages) 
     const std::size_t per_burst = std::max<std::size_t>(1, messages / kBursts);
     for (std::size_t b = 0; b < kBursts; ++b) {
         const auto t0 = Clock::now();
-        if (!burst(ch, seq, per_burst, m.error)) return m;
+        if (!burst(ch, seq, per_burst, peers, m.error)) return m;
         const auto t1 = Clock::now();
         seq += per_burst;
         rates.push_back(static_cast<double>(per_burst) / std::chrono::duration<double>(t1 - t0).count());

@@ -54,7 +54,9 @@ struct Measurement {
 
 // Latency (`round_trips` pings, after warm-up), then throughput (`messages` one-way in five
 // bursts, each confirmed by an ack; the median burst rate counts), then tells the peer to quit.
-Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages);
+// `peers` > 1: fan-out, every message reaches that many peers; a ping completes when all of them
+// answered, a burst when all of them acknowledged every message.
+Measurement measure(Channel& ch, std::size_t round_trips, std::size_t messages, std::size_t peers = 1);
 
 // The echo loop of the peer process. Returns the process exit code.
 int serve(Channel& ch);

@@ -50,9 +50,9 @@ public:
         return true;
     }
 
-    bool wait_connected(std::string& error) {
-        if (pub_.wait_for_subscribers(1, std::chrono::seconds(10))) return true;
-        error = "no subscriber on " + pub_.topic() + " within 10 s";
+    bool wait_connected(std::size_t subscribers, std::string& error) {
+        if (pub_.wait_for_subscribers(subscribers, std::chrono::seconds(10))) return true;
+        error = "fewer than " + std::to_string(subscribers) + " subscriber(s) on " + pub_.topic() + " within 10 s";
         return false;
     }
 
@@ -72,8 +72,8 @@ std::unique_ptr<Channel> make_ferry_channel(const std::string& domain,
     return std::make_unique<FerryChannel>(domain, config_path, size, ping_side);
 }
 
-bool ferry_wait_connected(Channel& ch, std::string& error) {
-    return static_cast<FerryChannel&>(ch).wait_connected(error);
+bool ferry_wait_connected(Channel& ch, std::string& error, std::size_t subscribers) {
+    return static_cast<FerryChannel&>(ch).wait_connected(subscribers, error);
 }
 
 }  // namespace bench

@@ -3,6 +3,7 @@
 // written into it, published; received with RawSubscriber::take and read in place.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -17,7 +18,7 @@ std::unique_ptr<Channel> make_ferry_channel(const std::string& domain,
                                             std::size_t size,
                                             bool ping_side);
 
-// Waits (blocking, up to 10 s) until this side's publisher has its subscriber.
-bool ferry_wait_connected(Channel& ch, std::string& error);
+// Waits (blocking, up to 10 s) until this side's publisher has `subscribers` subscribers.
+bool ferry_wait_connected(Channel& ch, std::string& error, std::size_t subscribers = 1);
 
 }  // namespace bench

@@ -346,10 +346,22 @@ bool wait_change(std::atomic<std::uint32_t>& word,
     return true;
 }
 
+// Spins (no system call, no sleep) until `word` differs from `value`; the clock is read every
+// 4096 polls only, for the deadline.
+bool spin_change(const std::atomic<std::uint32_t>& word, std::uint32_t value, Clock::time_point deadline) {
+    for (std::uint32_t i = 1;; ++i) {
+        if (word.load(std::memory_order_acquire) != value) return true;
+        __builtin_ia32_pause();
+        if (i % 4096 == 0 && Clock::now() > deadline) return word.load(std::memory_order_acquire) != value;
+    }
+}
+
 class ShmChannel final : public RawPing {
 public:
-    ShmChannel(std::size_t size, std::uint32_t depth)
-        : slot_(round_up(size, 64)), depth_(depth), total_(kControl + 2 * std::size_t{depth} * slot_) {}
+    // `spin`: both sides poll their ring (a plain spinning ring: the lower bound of a hand-over
+    // between two CPUs); else they sleep on a futex when there is nothing to do.
+    ShmChannel(std::size_t size, std::uint32_t depth, bool spin)
+        : slot_(round_up(size, 64)), depth_(depth), total_(kControl + 2 * std::size_t{depth} * slot_), spin_(spin) {}
     ~ShmChannel() override {
         if (base_) ::munmap(base_, total_);
         if (fd_ >= 0) ::close(fd_);
@@ -388,12 +400,16 @@ public:
         const auto deadline = Clock::now() + kReceiveTimeout;
         std::uint32_t tail;
         while (head - (tail = r.tail.load(std::memory_order_acquire)) >= depth_) {
-            if (!wait_change(r.tail, tail, r.producer_waiting, deadline)) {
+            if (spin_ ? !spin_change(r.tail, tail, deadline) : !wait_change(r.tail, tail, r.producer_waiting, deadline)) {
                 error = "shm ring full for 10 s";
                 return false;
             }
         }
         std::memcpy(out_slots_ + std::size_t{head % depth_} * slot_, &h, sizeof h);
+        if (spin_) {
+            r.head.store(head + 1, std::memory_order_release);
+            return true;
+        }
         r.head.store(head + 1, std::memory_order_seq_cst);
         if (r.consumer_waiting.load(std::memory_order_seq_cst)) futex_wake(r.head);
         return true;
@@ -403,11 +419,16 @@ public:
         Ring& r = *in_;
         const std::uint32_t tail = r.tail.load(std::memory_order_relaxed);
         if (r.head.load(std::memory_order_acquire) == tail &&
-            !wait_change(r.head, tail, r.consumer_waiting, Clock::now() + kReceiveTimeout)) {
+            !(spin_ ? spin_change(r.head, tail, Clock::now() + kReceiveTimeout)
+                    : wait_change(r.head, tail, r.consumer_waiting, Clock::now() + kReceiveTimeout))) {
             error = "no message in the shm ring within 10 s";
             return false;
         }
         std::memcpy(&h, in_slots_ + std::size_t{tail % depth_} * slot_, sizeof h);
+        if (spin_) {
+            r.tail.store(tail + 1, std::memory_order_release);
+            return true;
+        }
         r.tail.store(tail + 1, std::memory_order_seq_cst);
         if (r.producer_waiting.load(std::memory_order_seq_cst)) futex_wake(r.tail);
         return true;
@@ -437,6 +458,7 @@ private:
     std::size_t slot_;
     std::uint32_t depth_;
     std::size_t total_;
+    bool spin_;
     int fd_ = -1;
     int peer_fd_ = -1;
     char* base_ = nullptr;
@@ -466,8 +488,8 @@ std::unique_ptr<RawPing> make_raw_ping(const std::string& mechanism,
     } else if (mechanism == "mq") {
         auto c = std::make_unique<MqChannel>(size, depth);
         if (c->prepare(error)) return c;
-    } else if (mechanism == "shm") {
-        auto c = std::make_unique<ShmChannel>(size, depth);
+    } else if (mechanism == "shm" || mechanism == "shm-spin") {
+        auto c = std::make_unique<ShmChannel>(size, depth, mechanism == "shm-spin");
         if (c->prepare(error)) return c;
 #ifdef FERRY_BENCH_DDS
     } else if (mechanism == "dds") {
@@ -495,8 +517,8 @@ std::unique_ptr<Channel> make_raw_peer(const std::string& mechanism,
     } else if (mechanism == "mq") {
         auto c = std::make_unique<MqChannel>(size, depth);
         if (c->open_peer(a, b, error)) return c;
-    } else if (mechanism == "shm") {
-        auto c = std::make_unique<ShmChannel>(size, depth);
+    } else if (mechanism == "shm" || mechanism == "shm-spin") {
+        auto c = std::make_unique<ShmChannel>(size, depth, mechanism == "shm-spin");
         if (c->open_peer(std::stoi(a), error)) return c;
 #ifdef FERRY_BENCH_DDS
     } else if (mechanism == "dds") {

@@ -7,6 +7,8 @@
 //         several queue messages of that size (ferry's mq transport fragments the same way)
 //   shm   a memfd with one ring of `depth` message slots per direction and a futex wake-up;
 //         only the Header is written into a slot (zero copy, like ferry's loans)
+//   shm-spin  the same rings, both sides polling instead of sleeping: no system call at all,
+//         the lower bound of a hand-over between two CPUs (kind "raw-spin")
 //
 // The ping side creates the OS objects (prepare), spawns the peer with peer_args(), then
 // connects. The peer rebuilds its end from those arguments.
@@ -28,7 +30,7 @@ public:
     virtual bool connect(std::string& error) = 0;
 };
 
-// "pipe", "uds", "mq" or "shm"; null with `error` set if the objects cannot be created.
+// "pipe", "uds", "mq", "shm" or "shm-spin"; null with `error` set if the objects cannot be created.
 std::unique_ptr<RawPing> make_raw_ping(const std::string& mechanism,
                                        std::size_t size,
                                        std::uint32_t depth,

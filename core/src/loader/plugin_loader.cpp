@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <string_view>
 #include <map>
 #include <mutex>
 
@@ -14,6 +16,7 @@
 #include <ferry/error.hpp>
 
 #include <ferry/transport/posix.hpp>
+#include <ferry/transport/text.hpp>
 
 #include "log/log.hpp"
 
@@ -152,6 +155,19 @@ std::shared_ptr<LoadedTransport> load_transport_file(const std::string& path) {
         throw Error(Errc::invalid_argument, "plugin " + path + ": built for transport ABI " + std::to_string(abi) +
                                                 ", this ferry needs ABI " + std::to_string(transport::kAbiVersion) +
                                                 "; rebuild the plugin");
+    }
+    // Same standard library in the same ABI mode: C++ objects cross this boundary.
+    if (!lib.has("ferry_transport_build_tag"))
+        throw Error(Errc::invalid_argument, "plugin " + path +
+                                                ": does not say which standard library it was built with "
+                                                "(no 'ferry_transport_build_tag'); rebuild it against this ferry's SDK");
+    const char* tag = lib.get<const char*()>("ferry_transport_build_tag")();
+    if (tag == nullptr || std::strcmp(tag, transport::kBuildTag) != 0) {
+        throw Error(Errc::invalid_argument,
+                    "plugin " + path + ": built with " + (tag ? transport::escape_control(std::string_view(tag, ::strnlen(tag, 256))) : std::string("nothing stated")) +
+                        ", this ferry with " + transport::kBuildTag +
+                        "; C++ objects cross the plugin boundary, so rebuild the plugin with the same standard "
+                        "library and ABI settings");
     }
     auto create = &lib.get<transport::Transport*(const transport::Host*)>("ferry_transport_create");
     auto destroy = reinterpret_cast<void (*)(transport::Transport*) noexcept>(

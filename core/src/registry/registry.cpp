@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <algorithm>
+#include <array>
 #include <map>
 #include <set>
 #include <memory>
@@ -32,11 +33,12 @@ namespace ferry::detail {
 
 namespace {
 constexpr std::uint64_t kMagic = 0x5947455259524546ull;  // "FERRYREGY"
-constexpr std::uint32_t kVersion = 4;
+constexpr std::uint32_t kVersion = 5;
 // Sized for 500 processes of one domain, each with a few endpoints (about 1.2 MB of /dev/shm).
 constexpr std::size_t kMaxParticipants = 1024;
 constexpr std::size_t kMaxTopics = 1024;
 constexpr std::size_t kMaxEndpoints = 4096;
+static_assert(Registry::TopicSet().size() == kMaxTopics, "a TopicSet has a bit per topic slot");
 // One process of the domain at a time checks every participant's liveness, this often.
 constexpr std::chrono::milliseconds kPurgeInterval{500};
 constexpr std::chrono::milliseconds kPurgePerProcess{4};
@@ -60,6 +62,10 @@ struct ShmParticipant {
     std::int32_t pid;
     std::uint64_t start_time;
     std::uint64_t token;  // liveness token: its .alive file is locked while the process lives
+    // Rung (bumped and futex-woken) when an endpoint comes or goes on a topic this process has
+    // an endpoint on: its discovery thread sleeps on this word alone, so a change wakes the
+    // processes it concerns, not every process of the domain.
+    std::atomic<std::uint32_t> doorbell;
 };
 
 struct ShmTopic {
@@ -637,12 +643,14 @@ void Registry::attach(bool join) {
                 if (join) {
                     const ProcessId self = this_process();
                     auto take_slot = [&] {
-                        for (auto& p : shm_->participants) {
+                        for (std::size_t i = 0; i < kMaxParticipants; ++i) {
+                            ShmParticipant& p = shm_->participants[i];
                             if (p.state.load() == kFree) {
                                 p.pid = self.pid;
                                 p.start_time = self.start_time;
                                 p.token = token_;
                                 p.state.store(kLive);
+                                self_slot_ = i;
                                 return true;
                             }
                         }
@@ -697,7 +705,9 @@ Registry::~Registry() {
                 struct stat st {};
                 if (::stat(path_.c_str(), &st) == 0 && st.st_ino == ino_ && st.st_dev == dev_) ::unlink(path_.c_str());
             }
-            bump_locked();
+            // Its endpoints left with remove_endpoint() (which rang their topics' processes).
+            const TopicSet none;
+            bump_locked(&none);
         } catch (const std::exception& e) {
             log_warn(std::string("leaving the registry: ") + e.what());
         }
@@ -782,9 +792,27 @@ bool Registry::rejoin_if_needed() {
     return true;
 }
 
-void Registry::bump_locked() noexcept {
+void Registry::bump_locked(const TopicSet* changed) noexcept {
     shm_->generation.fetch_add(1);
     transport::futex_wake_all(shm_->generation);
+    // The processes to ring: those with an endpoint on a changed topic (every one if
+    // `changed` is null). One pass over the endpoints, then one over the participants.
+    std::array<std::uint64_t, kMaxParticipants> tokens;
+    std::size_t n = 0;
+    if (changed != nullptr) {
+        if (changed->none()) return;
+        for (auto& e : shm_->endpoints) {
+            if (e.state.load() != kLive || e.topic >= kMaxTopics || !changed->test(e.topic)) continue;
+            if (std::find(tokens.begin(), tokens.begin() + n, e.token) == tokens.begin() + n && n < tokens.size())
+                tokens[n++] = e.token;
+        }
+    }
+    for (auto& p : shm_->participants) {
+        if (p.state.load() != kLive) continue;
+        if (changed != nullptr && std::find(tokens.begin(), tokens.begin() + n, p.token) == tokens.begin() + n) continue;
+        p.doorbell.fetch_add(1);
+        transport::futex_wake_all(p.doorbell);
+    }
 }
 
 void Registry::repair_locked() noexcept {
@@ -813,6 +841,7 @@ std::vector<std::uint64_t> Registry::purge_locked(const std::set<std::uint64_t>*
         return it->second;
     };
     bool changed = false;
+    TopicSet topics;
     for (auto& p : shm_->participants) {
         if (p.state.load() == kLive && !is_alive(p.token, p.pid, p.start_time)) {
             p.state.store(kFree);
@@ -822,12 +851,15 @@ std::vector<std::uint64_t> Registry::purge_locked(const std::set<std::uint64_t>*
     for (auto& e : shm_->endpoints) {
         if (e.state.load() == kLive && !is_alive(e.token, e.pid, e.start_time)) {
             e.state.store(kFree);
-            if (e.topic < kMaxTopics) shm_->topics[e.topic].changes.fetch_add(1);
+            if (e.topic < kMaxTopics) {
+                shm_->topics[e.topic].changes.fetch_add(1);
+                topics.set(e.topic);
+            }
             removed.push_back(e.id);
             changed = true;
         }
     }
-    if (drop_unused_topics_locked() || changed) bump_locked();
+    if (drop_unused_topics_locked() || changed) bump_locked(&topics);
     return removed;
 }
 
@@ -1021,7 +1053,9 @@ Registry::AddResult Registry::add_locked(const TopicRecord& wanted,
     shm_->topics[index].state.store(kLive);
     slot->state.store(kLive);
     shm_->topics[index].changes.fetch_add(1);
-    bump_locked();
+    TopicSet topics;
+    topics.set(index);
+    bump_locked(&topics);
     out.ok = true;
     out.topic_index = index;
     out.counters.messages = &slot->messages;
@@ -1038,14 +1072,18 @@ void Registry::remove_endpoint(std::uint64_t endpoint_id) {
                      local_.end());
     }
     Lock lock(*this, kLeaveTimeout);
+    TopicSet topics;
     for (auto& e : shm_->endpoints) {
         if (e.state.load() == kLive && e.id == endpoint_id) {
             e.state.store(kFree);
-            if (e.topic < kMaxTopics) shm_->topics[e.topic].changes.fetch_add(1);
+            if (e.topic < kMaxTopics) {
+                shm_->topics[e.topic].changes.fetch_add(1);
+                topics.set(e.topic);
+            }
         }
     }
     drop_unused_topics_locked();
-    bump_locked();
+    bump_locked(&topics);
 }
 
 std::vector<TopicRecord> Registry::topics() {
@@ -1085,10 +1123,23 @@ std::vector<EndpointRecord> Registry::endpoints() {
 
 std::uint32_t Registry::generation() const noexcept { return shm_->generation.load(); }
 
-void Registry::wake_waiters() const noexcept { transport::futex_wake_all(shm_->generation); }
+std::atomic<std::uint32_t>& Registry::wait_word() const noexcept {
+    return joined_ && self_slot_ < kMaxParticipants ? shm_->participants[self_slot_].doorbell : shm_->generation;
+}
+
+std::uint32_t Registry::changes_seen() const noexcept { return wait_word().load(); }
+
+void Registry::wake_waiters() const noexcept {
+    transport::futex_wake_all(shm_->generation);
+    if (joined_ && self_slot_ < kMaxParticipants) {
+        // Bumped, not only woken: a wake-up between the waiter's read and its sleep is not lost.
+        shm_->participants[self_slot_].doorbell.fetch_add(1);
+        transport::futex_wake_all(shm_->participants[self_slot_].doorbell);
+    }
+}
 
 void Registry::wait_for_change(std::uint32_t seen, transport::Clock::time_point deadline) const noexcept {
-    transport::futex_wait(shm_->generation, seen, deadline);
+    transport::futex_wait(wait_word(), seen, deadline);
 }
 
 }  // namespace ferry::detail

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -122,11 +123,19 @@ public:
     static bool token_alive(const std::string& domain, std::uint64_t token, bool remove_dead);
 
 
+    // Bumped on every change of the domain (what tools look at).
     std::uint32_t generation() const noexcept;
-    // Wakes every wait_for_change() of this process and others (without changing anything).
+    // What wait_for_change() compares: this process's doorbell, rung when an endpoint comes
+    // or goes on a topic it has an endpoint on (for a process that has not joined: the
+    // generation). Read it before looking at the registry, then wait with it.
+    std::uint32_t changes_seen() const noexcept;
+    // Wakes this process's wait_for_change() (without changing anything).
     void wake_waiters() const noexcept;
-    // Sleeps until the generation differs from `seen` or `deadline` passes.
+    // Sleeps until changes_seen() differs from `seen` or `deadline` passes.
     void wait_for_change(std::uint32_t seen, transport::Clock::time_point deadline) const noexcept;
+
+    // One bit per topic slot of the registry.
+    using TopicSet = std::bitset<1024>;
 
     // Path of the registry file of `domain`.
     static std::string path_for(const std::string& domain);
@@ -169,7 +178,10 @@ private:
     bool truncated() const noexcept;
     AddResult add_locked(const TopicRecord& wanted, bool transport_explicit, Role role, std::uint64_t endpoint_id,
                          const std::string& node, std::size_t max_subscribers);
-    void bump_locked() noexcept;
+    // Bumps the generation and rings the doorbells of the processes with an endpoint on a
+    // topic in `changed` (of every process if null).
+    void bump_locked(const TopicSet* changed = nullptr) noexcept;
+    std::atomic<std::uint32_t>& wait_word() const noexcept;
     void repair_locked() noexcept;
     // Drops entries whose token is in `dead_tokens` (nullptr: checks every token now).
     std::vector<std::uint64_t> purge_locked(const std::set<std::uint64_t>* dead_tokens = nullptr);
@@ -183,6 +195,7 @@ private:
     ino_t ino_ = 0;
     dev_t dev_ = 0;
     bool joined_ = false;
+    std::size_t self_slot_ = static_cast<std::size_t>(-1);  // our participant slot, once joined
     std::uint64_t token_ = 0;
     int token_fd_ = -1;
     std::atomic<bool> interrupted_{false};

@@ -169,7 +169,7 @@ void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints(
 
 void Participant::run(std::shared_ptr<Shared> s) {
     Registry& registry = s->registry;
-    std::uint32_t seen = registry.generation() - 1;  // NOLINT: first pass always syncs
+    std::uint32_t seen = registry.changes_seen() - 1;  // NOLINT: first pass always syncs
     // Spread the periodic checks of many processes over the period.
     std::minstd_rand rng(static_cast<unsigned>(::getpid()));
     auto next_check = transport::Clock::now() + std::chrono::milliseconds(rng() % 100);
@@ -197,7 +197,7 @@ void Participant::run(std::shared_ptr<Shared> s) {
                                                                                kMaxResyncInterval);
                 }
             }
-            const std::uint32_t gen = registry.generation();
+            const std::uint32_t gen = registry.changes_seen();
             // Only a change on a topic of ours is worth reading the table for.
             const bool ours = gen != seen && registry.local_topics_changed();
             seen = gen;
@@ -224,7 +224,7 @@ void Participant::run(std::shared_ptr<Shared> s) {
             if (s->stop.load()) break;
             if (last_error != e.what()) log_error(std::string("discovery: ") + e.what());
             last_error = e.what();
-            registry.wait_for_change(registry.generation(), transport::Clock::now() + kCheckInterval);
+            registry.wait_for_change(registry.changes_seen(), transport::Clock::now() + kCheckInterval);
         }
     }
 }

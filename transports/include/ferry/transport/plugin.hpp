@@ -4,7 +4,9 @@
 //
 // The class must be constructible from `const ferry::transport::Host&`. The loader calls
 // ferry_transport_abi_version() first and refuses the module unless it equals kAbiVersion,
-// then ferry_transport_create(); the returned object is deleted with ferry_transport_destroy().
+// and ferry_transport_build_tag() (the standard library and its ABI mode the module was built
+// with) unless it equals kBuildTag as ferry was built; then ferry_transport_create(); the
+// returned object is deleted with ferry_transport_destroy().
 // ferry_transport_version() names the plugin's own version (FERRY_PLUGIN_VERSION, set by the
 // build; `ferry plugin list` shows it).
 #pragma once
@@ -23,6 +25,9 @@
     }                                                                                            \
     FERRY_TRANSPORT_EXPORT const char* ferry_transport_version() noexcept {                      \
         return FERRY_PLUGIN_VERSION;                                                             \
+    }                                                                                            \
+    FERRY_TRANSPORT_EXPORT const char* ferry_transport_build_tag() noexcept {                    \
+        return ::ferry::transport::kBuildTag;                                                    \
     }                                                                                            \
     FERRY_TRANSPORT_EXPORT ::ferry::transport::Transport* ferry_transport_create(                \
         const ::ferry::transport::Host* host) noexcept {                                         \

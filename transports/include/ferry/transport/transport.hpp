@@ -31,7 +31,28 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 4;
+inline constexpr std::uint32_t kAbiVersion = 5;
+
+// C++ types (std::string, std::vector, classes with virtual functions) cross the plugin
+// boundary, so a module must also be built with the same standard library, in the same ABI
+// mode, as ferry. This names them as the compiler sees them; a module exports the value it was
+// compiled with (ferry_transport_build_tag, see plugin.hpp) and the loader refuses one whose
+// tag differs from its own (transports/README.md says why C++ and not a C table).
+#define FERRY_SDK_STR2(x) #x
+#define FERRY_SDK_STR(x) FERRY_SDK_STR2(x)
+#if defined(_LIBCPP_VERSION)
+#define FERRY_SDK_STDLIB "libc++ (ABI " FERRY_SDK_STR(_LIBCPP_ABI_VERSION) ")"
+#elif defined(__GLIBCXX__)
+#if defined(_GLIBCXX_DEBUG)
+#define FERRY_SDK_STDLIB_MODE ", debug mode"
+#else
+#define FERRY_SDK_STDLIB_MODE ""
+#endif
+#define FERRY_SDK_STDLIB "libstdc++ (_GLIBCXX_USE_CXX11_ABI=" FERRY_SDK_STR(_GLIBCXX_USE_CXX11_ABI) FERRY_SDK_STDLIB_MODE ")"
+#else
+#define FERRY_SDK_STDLIB "an unknown standard library"
+#endif
+inline constexpr const char* kBuildTag = FERRY_SDK_STDLIB ", " FERRY_SDK_STR(__SIZEOF_POINTER__) "-byte pointers";
 
 using Clock = std::chrono::steady_clock;
 
