@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libboost-dev libboost-filesystem-dev libcereal-dev
           libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev
-          libzstd-dev liblz4-dev)
+          libzstd-dev liblz4-dev cyclonedds-dev cyclonedds-tools iproute2)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

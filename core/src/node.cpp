@@ -42,6 +42,7 @@ public:
         s.transport_explicit = resolved.transport_explicit;
         s.where = resolved.where;
         s.depth_explicit = resolved.depth_explicit;
+        s.plugin_options = config.all_plugin_options();
         return s;
     }
 };

@@ -18,6 +18,15 @@
 
 #include "support/process.hpp"
 
+// Ends a case that cannot apply to a network transport, saying why (a WARN, as other skips).
+#define CONFORMANCE_SKIP_ON_NETWORK(why)                                                 \
+    do {                                                                                 \
+        if (::conformance::network(transport)) {                                         \
+            WARN(transport << ": skipped on a network transport (Capabilities::network): " << why); \
+            return;                                                                      \
+        }                                                                                \
+    } while (false)
+
 // Requires a ferry::Status to be ok, showing its message when it is not.
 #define REQUIRE_OK(expr)                     \
     do {                                     \
@@ -27,6 +36,11 @@
     } while (false)
 
 namespace conformance {
+
+// The transport declares Capabilities::network (dds): peers through a network engine, no OS
+// objects of its own, back-pressure by acknowledgement rather than by a reader's queue.
+bool network(const std::string& transport);
+
 
 using CaseFn = void (*)(const std::string& transport);
 

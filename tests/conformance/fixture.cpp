@@ -9,6 +9,7 @@
 #include <ferry/introspection.hpp>
 
 #include "conformance.hpp"
+#include "support/dds_config.hpp"
 
 namespace conformance {
 
@@ -33,6 +34,7 @@ Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
         << "block_timeout_ms = " << qos.block_timeout_ms << "\n"
         << "mode = \"" << qos.mode << "\"\n";
     if (qos.linger_ms >= 0) out << "linger_ms = " << qos.linger_ms << "\n";
+    out << ferry::test::dds_config_section(domain_);
 }
 
 Fixture::~Fixture() {

@@ -79,6 +79,8 @@ CONFORMANCE_CASE("torture: publishers SIGKILLed at random points never stall or 
 }
 
 CONFORMANCE_CASE("torture: subscribers SIGKILLed at random points never hold a blocking publisher") {
+    CONFORMANCE_SKIP_ON_NETWORK("DDS forgets a SIGKILLed reader when its participant lease expires (10 s, "
+                                "plugins/dds/README.md), not within the 1 s this case allows");
     Fixture f(transport);
     std::mt19937 rng(54321);
     auto survivor = f.spawn("listener", {"--topic", "t", "--count", "100000000", "--timeout", "600", "--quiet",

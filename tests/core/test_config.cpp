@@ -246,3 +246,19 @@ TEST_CASE("reader_buffer_budget is a size, per rule, and bad values name the lin
     CHECK_THAT(error_of("[defaults]\nreader_buffer_budget = \"2048GiB\"\n"),
                Catch::Contains("test.toml:2:") && Catch::Contains("up to 1TiB"));
 }
+
+TEST_CASE("the [dds] table is validated and handed to the dds plugin as text", "[config]") {
+    const auto sut = Config::parse("[dds]\ndomain_id = 12\ninterfaces = [\"lo\", \"192.0.2.1\"]\n", "test.toml");
+    using Options = ferry::detail::PluginOptions;
+    CHECK(sut.plugin_options("dds") == Options{{"domain_id", "12"}, {"interfaces", "lo,192.0.2.1"}});
+    CHECK(sut.plugin_options("uds").empty());
+    CHECK_THAT(error_of("[dds]\ndomain_id = 233\n"), Catch::Contains("test.toml:2:") && Catch::Contains("0 to 232"));
+    CHECK_THAT(error_of("[dds]\ndomain_id = \"zero\"\n"), Catch::Contains("test.toml:2:") && Catch::Contains("domain_id"));
+    CHECK_THAT(error_of("[dds]\ninterfaces = \"lo\"\n"), Catch::Contains("test.toml:2:") && Catch::Contains("array"));
+    CHECK_THAT(error_of("[dds]\ninterfaces = [\"lo\", \"\"]\n"), Catch::Contains("test.toml:2:") && Catch::Contains("interface"));
+    CHECK_THAT(error_of("[dds]\ninterfaces = [\"lo,eth0\"]\n"), Catch::Contains("test.toml:2:"));
+    CHECK_THAT(error_of("[dds]\nlease = 3\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("unknown key 'lease' in [dds]") &&
+                   Catch::Contains("domain_id, interfaces"));
+    CHECK_THAT(error_of("dds = 3\n"), Catch::Contains("test.toml:1:") && Catch::Contains("[dds]"));
+}

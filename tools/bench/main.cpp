@@ -1,7 +1,7 @@
 // ferry-bench: latency and throughput of every ferry transport through the public API, next to
 // the raw OS mechanism underneath it, between two real processes.
 //
-//   ferry-bench [--transports shm,uds,mq,pipe] [--sizes 64,4096,...] [--iterations N] [--json FILE]
+//   ferry-bench [--transports shm,uds,mq,pipe,dds] [--sizes 64,4096,...] [--iterations N] [--json FILE]
 //               [--kinds ferry,raw,...] [--repeat R] [--pin] [--same-cpu] [--qos KEY=VALUE ...]
 //               [--fanout N]
 //
@@ -224,6 +224,8 @@ Measurement run_ferry(const std::string& transport,
             << depth_for(transport) << "\noverflow = \"block\"\nmax_message_size = " << size
             << "\nblock_timeout_ms = 10000\n";
         for (const auto& kv : qos) out << kv << "\n";
+        // dds stays on the loopback interface: a benchmark sends nothing off the machine.
+        if (transport == "dds") out << "[dds]\ndomain_id = 210\ninterfaces = [\"lo\"]\n";
     }
     m = with_peer({"--peer", "ferry", "--peer-size", std::to_string(size), "--peer-a", domain, "--peer-b", config},
                   [&] {
@@ -458,8 +460,8 @@ int main(int argc, char** argv) {
     }
     std::vector<std::string> transports;
     for (const auto& t : split(transports_arg)) {
-        if (t != "shm" && t != "uds" && t != "mq" && t != "pipe") {
-            std::fprintf(stderr, "ferry-bench: unknown transport '%s' (shm, uds, mq, pipe)\n", t.c_str());
+        if (t != "shm" && t != "uds" && t != "mq" && t != "pipe" && t != "dds") {
+            std::fprintf(stderr, "ferry-bench: unknown transport '%s' (shm, uds, mq, pipe, dds)\n", t.c_str());
             return 2;
         }
         transports.push_back(t);

@@ -491,6 +491,10 @@ std::unique_ptr<RawPing> make_raw_ping(const std::string& mechanism,
     } else if (mechanism == "shm" || mechanism == "shm-spin") {
         auto c = std::make_unique<ShmChannel>(size, depth, mechanism == "shm-spin");
         if (c->prepare(error)) return c;
+#ifdef FERRY_BENCH_DDS
+    } else if (mechanism == "dds") {
+        return make_dds_ping(size, error);
+#endif
     } else {
         error = "no raw baseline for '" + mechanism + "'";
     }
@@ -516,6 +520,11 @@ std::unique_ptr<Channel> make_raw_peer(const std::string& mechanism,
     } else if (mechanism == "shm" || mechanism == "shm-spin") {
         auto c = std::make_unique<ShmChannel>(size, depth, mechanism == "shm-spin");
         if (c->open_peer(std::stoi(a), error)) return c;
+#ifdef FERRY_BENCH_DDS
+    } else if (mechanism == "dds") {
+        (void)b;
+        return make_dds_peer(size, a, error);
+#endif
     } else {
         error = "no raw baseline for '" + mechanism + "'";
     }

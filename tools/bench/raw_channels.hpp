@@ -44,6 +44,13 @@ std::unique_ptr<Channel> make_raw_peer(const std::string& mechanism,
                                        const std::string& b,
                                        std::string& error);
 
+#ifdef FERRY_BENCH_DDS
+// dds: Cyclone DDS's C API with ferry's wire type and the QoS of a `block` topic, on lo
+// (dds_channel.cpp).
+std::unique_ptr<RawPing> make_dds_ping(std::size_t size, std::string& error);
+std::unique_ptr<Channel> make_dds_peer(std::size_t size, const std::string& prefix, std::string& error);
+#endif
+
 // /proc/sys/fs/mqueue/msgsize_max and msg_max (defaults 8192 and 10 if unreadable).
 std::size_t mq_msgsize_max();
 std::size_t mq_msg_max();

@@ -218,12 +218,20 @@ void print_targets(std::ostream& os, const std::vector<Record>& records) {
     line("shm 64 B throughput above ZeroMQ ipc pub/sub", v, false, 1.0 + 1e-9,
          ratio(v) + "x (" + (s64 ? rate(s64->msgs_per_s) : "n/a") + " vs " + (zmq64 ? rate(zmq64->msgs_per_s) : "n/a") +
              " msgs/s)");
-    for (const char* t : {"uds", "mq", "pipe"}) {
+    for (const char* t : {"uds", "mq", "pipe", "dds"}) {
         for (std::size_t s : {k64, k64k}) {
             v = p50(t, "ferry", s) / p50(t, "raw", s);
             line(std::string(t) + " p50 at " + size_label(s) + " within 1.3x of raw", v, true, 1.3,
                  ratio(v) + "x (" + us(p50(t, "ferry", s)) + " us vs " + us(p50(t, "raw", s)) + " us)");
         }
+    }
+    // dds: throughput next to raw Cyclone DDS with the same wire type and QoS.
+    for (std::size_t s : {k64, k64k}) {
+        const Record* f = find(records, "dds", "ferry", s);
+        const Record* r = find(records, "dds", "raw", s);
+        v = f && r ? f->msgs_per_s / r->msgs_per_s : NAN;
+        line("dds throughput at " + size_label(s) + " at least 0.8x of raw", v, false, 0.8,
+             ratio(v) + "x (" + rate(f ? f->msgs_per_s : NAN) + " vs " + rate(r ? r->msgs_per_s : NAN) + " msgs/s)");
     }
 }
 

@@ -56,6 +56,36 @@ std::size_t require_size(const std::string& source, const toml::node& n, std::si
     return *size;
 }
 
+// [dds]: the settings the dds plugin reads (plugins/dds/README.md), as key -> value text.
+PluginOptions parse_dds(const std::string& source, const toml::table& table) {
+    PluginOptions out;
+    for (const auto& [k, node] : table) {
+        const std::string key(k.str());
+        if (key == "domain_id") {
+            // DDS domain ids 0..232 map to UDP ports below 65536 (RTPS port mapping).
+            out.emplace_back(key, std::to_string(require_int(source, node, "domain_id", 0, 232)));
+        } else if (key == "interfaces") {
+            const auto* arr = node.as_array();
+            if (arr == nullptr) fail_at(source, node.source(), "'interfaces' must be an array of interface names, e.g. [\"lo\"]");
+            std::string list;
+            for (const auto& item : *arr) {
+                const auto name = item.value<std::string>();
+                const bool ok = item.is_string() && name && !name->empty() && name->size() < 64 &&
+                                std::all_of(name->begin(), name->end(), [](char c) {
+                                    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+                                           c == ':' || c == '@';
+                                });
+                if (!ok) fail_at(source, item.source(), "'interfaces' entries must be interface names or addresses, e.g. \"lo\"");
+                list += (list.empty() ? "" : ",") + *name;
+            }
+            out.emplace_back(key, list);
+        } else {
+            fail_at(source, node.source(), "unknown key '" + key + "' in [dds]; allowed: domain_id, interfaces");
+        }
+    }
+    return out;
+}
+
 ConfigRule parse_rule(const std::string& source, const toml::table& table, bool is_default) {
     ConfigRule rule;
     rule.line = static_cast<int>(table.source().begin.line);
@@ -252,8 +282,11 @@ Config Config::parse(std::string_view text, const std::string& source) {
         } else if (key == "topic") {
             if (!node.is_array_of_tables()) fail_at(source, node.source(), "'topic' must be an array of tables: [[topic]]");
             for (const auto& entry : *node.as_array()) cfg.rules_.push_back(parse_rule(source, *entry.as_table(), false));
+        } else if (key == "dds") {
+            if (!node.is_table()) fail_at(source, node.source(), "'dds' must be a table: [dds]");
+            cfg.plugin_options_["dds"] = parse_dds(source, *node.as_table());
         } else {
-            fail_at(source, node.source(), "unknown key '" + key + "' at top level; allowed: [defaults], [[topic]]");
+            fail_at(source, node.source(), "unknown key '" + key + "' at top level; allowed: [defaults], [[topic]], [dds]");
         }
     }
     return cfg;
@@ -316,6 +349,12 @@ Config::Resolved Config::resolve(const std::string& topic) const {
         }
     }
     return out;
+}
+
+const PluginOptions& Config::plugin_options(const std::string& transport) const {
+    static const PluginOptions kNone;
+    const auto it = plugin_options_.find(transport);
+    return it == plugin_options_.end() ? kNone : it->second;
 }
 
 Qos Config::defaults() const {

@@ -16,8 +16,13 @@
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
 //   transport = "shm"
+//
+//   [dds]                      # settings of the dds plugin (plugins/dds/README.md)
+//   domain_id = 0
+//   interfaces = ["lo"]
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,6 +48,10 @@ struct ConfigRule {
     std::optional<std::string> wait;
     std::optional<std::uint32_t> spin_us;
 };
+
+// A plugin's table of the config ([dds]), validated here, handed to the plugin as key -> value
+// text in TopicParams::options.
+using PluginOptions = std::vector<std::pair<std::string, std::string>>;
 
 class Config {
 public:
@@ -71,10 +80,15 @@ public:
 
     const std::string& source() const noexcept { return source_; }
 
+    // The table named after `transport` ([dds]), empty when the file has none.
+    const PluginOptions& plugin_options(const std::string& transport) const;
+    const std::map<std::string, PluginOptions>& all_plugin_options() const noexcept { return plugin_options_; }
+
 private:
     std::string source_ = "<built-in defaults>";
     ConfigRule defaults_;
     std::vector<ConfigRule> rules_;
+    std::map<std::string, PluginOptions> plugin_options_;
 };
 
 // "4096", "64KiB", "16MiB", "1GiB", "4k", "2M": bytes, or nullopt if not a size.

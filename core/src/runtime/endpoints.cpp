@@ -85,6 +85,7 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
                   : qos.wait == "spin" ? transport::TopicParams::Wait::spin
                                        : transport::TopicParams::Wait::adaptive;
     params.spin = std::chrono::microseconds(qos.spin_us);
+    if (const auto it = spec.plugin_options.find(qos.transport); it != spec.plugin_options.end()) params.options = it->second;
     return params;
 }
 

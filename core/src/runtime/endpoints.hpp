@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,6 +34,8 @@ struct EndpointSpec {
     bool transport_explicit = false;  // the config chose the transport (not the built-in default)
     std::string where;                // "file:line" of that choice
     bool depth_explicit = false;      // the config set the depth (not the built-in default)
+    // The config's plugin tables ([dds]) by transport name; the endpoint's transport picks its own.
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> plugin_options;
 };
 
 class PublisherCore final : public Endpoint, public std::enable_shared_from_this<PublisherCore> {

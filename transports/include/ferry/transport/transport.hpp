@@ -145,6 +145,9 @@ struct TopicParams {
     enum class Wait : std::uint8_t { adaptive, sleep, spin };
     Wait wait = Wait::adaptive;
     std::chrono::microseconds spin{50};
+    // The config's table named after this transport (e.g. [dds]) as key -> value text, already
+    // validated by the core: strings unquoted, arrays joined with ','. Empty when there is none.
+    std::vector<std::pair<std::string, std::string>> options;
 };
 
 // A peer endpoint as the registry knows it.
@@ -243,6 +246,13 @@ struct Capabilities {
     // Most readers one writer can serve (0 = no limit): the core refuses a subscriber beyond it
     // with a clear error instead of letting it receive nothing.
     std::size_t max_readers = 0;
+    // Delivery runs through a network engine (dds): peers may be on other hosts, the plugin
+    // creates no OS object of its own (nothing to inspect in /dev/shm or the runtime dir), and
+    // back-pressure comes from the engine's acknowledgements: a subscriber that receives but
+    // does not take never blocks a publisher, one that stops acknowledging (stopped, unreachable)
+    // does until the engine's lease drops it. The conformance suite skips, saying why, the cases
+    // that assume a local mechanism.
+    bool network = false;
 };
 
 // An OS object a plugin made for a domain (a segment, a queue, a socket file), as found by
