@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages ferry builds with, if any is missing. Safe to run again.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libboost-dev libboost-filesystem-dev libcereal-dev
-          libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev)
+          libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev
+          pybind11-dev python3-dev python3-numpy python3-pytest)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do
