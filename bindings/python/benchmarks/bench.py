@@ -65,10 +65,10 @@ def python_p50(config, size, iterations):
     return statistics.median(times) / 2 / 1e3
 
 
-def cpp_p50(build, sizes, iterations):
+def cpp_p50(build, sizes, iterations, repeat):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([os.path.join(build, "bin", "ferry-bench"), "--transports", "shm", "--kinds", "ferry",
-                        "--sizes", ",".join(str(s) for s in sizes), "--iterations", str(iterations),
+                        "--sizes", ",".join(str(s) for s in sizes), "--iterations", str(iterations), "--repeat", str(repeat),
                         "--json", f.name], check=True, stdout=subprocess.DEVNULL)
         rows = json.load(open(f.name))
     return {r["size"]: r["p50_us"] for r in rows if r["kind"] == "ferry" and r["transport"] == "shm"}
@@ -78,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.environ.get("FERRY_BUILD_DIR", "build"))
     ap.add_argument("--iterations", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="measure each cell this many times, keep the median (odd)")
     args = ap.parse_args()
     sizes = [64, 4 << 20]
     domain = "bench_py_%d" % os.getpid()
@@ -85,8 +86,8 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as cfg:
         cfg.write('[defaults]\ntransport = "shm"\ndepth = 16\nmax_message_size = "8MiB"\n')
     try:
-        py = {s: python_p50(cfg.name, s, args.iterations) for s in sizes}
-        cpp = cpp_p50(args.build, sizes, args.iterations)
+        py = {s: statistics.median(python_p50(cfg.name, s, args.iterations) for _ in range(args.repeat)) for s in sizes}
+        cpp = cpp_p50(args.build, sizes, args.iterations, args.repeat)
     finally:
         os.unlink(cfg.name)
         ferry.clean_domain(domain)
