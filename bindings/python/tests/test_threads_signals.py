@@ -60,7 +60,9 @@ except KeyboardInterrupt:
     assert child.returncode == 3, err
     word, when = out.split()
     assert word == "interrupted"
-    assert (int(when) - sent) / 1e6 < 100, "KeyboardInterrupt after %.1f ms" % ((int(when) - sent) / 1e6)
+    ms = (int(when) - sent) / 1e6
+    print("KeyboardInterrupt %.1f ms after SIGINT" % ms)
+    assert ms < 100, "KeyboardInterrupt after %.1f ms" % ms
 
 
 def test_exit_with_live_endpoints_is_clean(domain):
