@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libboost-dev libboost-filesystem-dev libcereal-dev
           libspdlog-dev catch2 libtomlplusplus-dev libcli11-dev
-          libzstd-dev liblz4-dev cyclonedds-dev cyclonedds-tools iproute2)
+          libzstd-dev liblz4-dev cyclonedds-dev cyclonedds-tools iproute2
+          pybind11-dev python3-dev python3-numpy python3-pytest)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do
