@@ -653,10 +653,8 @@ FragmentingReader::FragmentingReader(const Host& host, TopicParams params, const
           params_.reader_buffer_budget != 0 ? std::max(params_.reader_buffer_budget, 2 * params_.max_message_size)
                                             : 0}) {
     held_.reserve(4);
-    if (params_.overflow == Overflow::drop_oldest) {
-        latest_ = std::make_unique<NewestQueue<Message>>(params_.depth);
-        returned_.reserve(params_.depth + 4);
-    }
+    returned_.reserve(params_.depth + 8);
+    if (params_.overflow == Overflow::drop_oldest) latest_ = std::make_unique<NewestQueue<Message>>(params_.depth);
 }
 
 FragmentingReader::~FragmentingReader() {
@@ -724,10 +722,17 @@ Status FragmentingReader::take(SampleBuffer& out, Clock::time_point deadline) no
         const Errc e = latest_->pop(m, deadline);
         if (e != Errc::ok) return Status(e, errc_name(e));
     } else {
+        // receive() runs on one thread at a time (several may take from one reader).
+        std::unique_lock<std::timed_mutex> lock(receive_mutex_, std::defer_lock);
+        const bool try_only = expired(deadline);
+        if (!(try_only ? lock.try_lock() : lock.try_lock_until(deadline)))
+            return try_only ? Status(Errc::would_block, "no message") : Status(Errc::timeout, "timed out");
+        recycle_returned();
         apply_writers();
         Status st = receive(m, pin, deadline);
         if (!st) return st;
     }
+    std::lock_guard<std::mutex> held_lock(held_mutex_);  // several threads may take and release
     std::size_t slot = held_.size();
     for (std::size_t i = 0; i < held_.size(); ++i) {
         if (!held_[i].in_use) {
@@ -753,16 +758,17 @@ Status FragmentingReader::take(SampleBuffer& out, Clock::time_point deadline) no
 }
 
 void FragmentingReader::release(SampleBuffer& sample) noexcept {
+    std::lock_guard<std::mutex> held_lock(held_mutex_);
     if (sample.handle >= 1 && sample.handle <= held_.size() && held_[sample.handle - 1].in_use) {
         Held& h = held_[sample.handle - 1];
         if (h.pin != 0) unpin(h.pin);
         h.pin = 0;
-        if (latest_) {
+        // The reassembler's pool is recycled into by the thread that receives (drain thread, or
+        // a taker holding receive_mutex_), never here: another thread may be receiving.
+        {
             std::lock_guard<std::mutex> lock(returned_mutex_);
             if (returned_.size() < returned_.capacity()) returned_.push_back(std::move(h.message.buffer));
             h.message = Message{};
-        } else {
-            reassembler_.recycle(h.message);
         }
         h.in_use = false;
     }

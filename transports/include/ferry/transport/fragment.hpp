@@ -360,6 +360,8 @@ private:
     Reassembler reassembler_;
     std::vector<Held> held_;
     std::atomic<bool> interrupted_{false};
+    std::timed_mutex receive_mutex_;  // block/fail mode: one receive() at a time
+    std::mutex held_mutex_;           // guards held_ (takes and releases from several threads)
     std::mutex writers_mutex_;
     std::vector<PeerInfo> pending_writers_;
     std::atomic<bool> writers_changed_{false};
