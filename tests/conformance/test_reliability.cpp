@@ -82,7 +82,7 @@ CONFORMANCE_CASE("flush reports what a stopped subscriber did not take, and ling
     auto node = f.node("pub");
     auto pub = node.advertise<ferry::Bytes>("l");
     REQUIRE(pub.wait_for_subscribers(1, 10000ms));
-    stopped.kill(SIGSTOP);
+    REQUIRE(stopped.stop());
     // Enough to be queued and not taken on every transport: a FIFO or socket holds at least
     // one 4 KiB message, a ring or queue at least one.
     for (int i = 0; i < 3; ++i) (void)pub.publish(ferry::Bytes(4096, 7));
@@ -164,7 +164,7 @@ void healthy_keeps_pace(const std::string& transport, const std::string& overflo
     auto node = f.node("pub");
     auto pub = node.advertise<std::uint64_t>("pace");
     REQUIRE(pub.wait_for_subscribers(2, 10000ms));
-    if (other == Other::stopped) slow.kill(SIGSTOP);
+    if (other == Other::stopped) REQUIRE(slow.stop());
     const auto start = std::chrono::steady_clock::now();
     const auto period = std::chrono::microseconds(1000000 / kRateHz);
     for (std::uint64_t i = 0; i < kCount; ++i) {

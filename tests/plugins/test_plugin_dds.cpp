@@ -162,7 +162,7 @@ TEST_CASE("dds: a stopped reader blocks a block publisher for block_timeout, the
     std::unique_ptr<Writer> w;
     REQUIRE(plugin->transport->create_writer(params_for(domain, "stall", Overflow::block, 2), w));
     REQUIRE(wait_for_readers(*w, 1));
-    child.kill(SIGSTOP);
+    REQUIRE(child.stop());
     // 1 MiB messages: what the stopped reader does not acknowledge passes Cyclone's writer-history
     // watermark (500 kB) with the second one.
     Status refusal;
@@ -193,7 +193,7 @@ TEST_CASE("dds: a stopped reader makes a fail publisher return would_block at on
     std::unique_ptr<Writer> w;
     REQUIRE(plugin->transport->create_writer(params_for(domain, "stallf", Overflow::fail, 2), w));
     REQUIRE(wait_for_readers(*w, 1));
-    child.kill(SIGSTOP);
+    REQUIRE(child.stop());
     Status refusal;
     Clock::duration took{};
     int accepted = 0;

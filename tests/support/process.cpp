@@ -110,6 +110,24 @@ void Child::kill(int sig) {
     if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
 }
 
+bool Child::stop(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0 || reaped_) return false;
+    ::kill(pid_, SIGSTOP);
+    bool stopped = false;
+    wait_until(
+        [&] {
+            int st = 0;
+            const pid_t r = ::waitpid(pid_, &st, WNOHANG | WUNTRACED);
+            if (r != pid_) return false;
+            if (WIFSTOPPED(st)) return stopped = true;
+            status_ = st;  // it ended instead
+            reaped_ = true;
+            return true;
+        },
+        timeout);
+    return stopped;
+}
+
 int Child::wait(std::chrono::milliseconds timeout) {
     if (pid_ <= 0) return -1;
     if (!reaped_) {

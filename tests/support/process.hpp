@@ -49,6 +49,9 @@ public:
     pid_t pid() const { return pid_; }
     bool running();
     void kill(int sig);
+    // SIGSTOP, then waits until every thread of the child is stopped (waitpid WUNTRACED):
+    // kill() alone returns before a thread running on another CPU has stopped.
+    bool stop(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
     // Exit code, or 128+signal if killed; -1 (after SIGKILL) if it did not end in time.
     int wait(std::chrono::milliseconds timeout);
     // What an exec'd child printed (stdout and stderr), after wait().
