@@ -100,14 +100,8 @@ class Publisher(_Endpoint):
             import numpy
 
             a = numpy.asarray(obj, order="C")
-            head, offset = ArrayType.header(a.dtype, a.shape)
-            loan = self._core.loan(offset + a.nbytes)
-            mv = memoryview(loan)
-            mv[:len(head)] = head
-            if a.nbytes:
-                mv[offset:] = memoryview(a).cast("B")
-            mv.release()
-            loan.publish()
+            with _ArrayLoan(self, a.shape, a.dtype) as dst:
+                dst[...] = a
             return
         self._core.publish(self._type.encode(obj))
 
@@ -171,9 +165,7 @@ class _ArrayLoan:
         return False
 
 
-class Subscriber(_Endpoint):
-    """Made by Node.subscribe without a callback."""
-
+class _Receiving(_Endpoint):
     @property
     def lost(self):
         """Messages that never arrived (dropped by the overflow policy or in the transport)."""
@@ -181,11 +173,16 @@ class Subscriber(_Endpoint):
 
     @property
     def corrupt(self):
+        """Messages that arrived damaged (a bad frame) and were dropped."""
         return self._core.corrupt
 
     @property
     def publisher_count(self):
         return self._core.publisher_count
+
+
+class Subscriber(_Receiving):
+    """Made by Node.subscribe without a callback."""
 
     def _decode(self, data):
         t = self._type
@@ -242,7 +239,7 @@ class Subscriber(_Endpoint):
                 raise
 
 
-class Subscription(_Endpoint):
+class Subscription(_Receiving):
     """Made by Node.subscribe with a callback: ferry's thread calls callback(msg) (or
     callback(msg, info) when it takes two arguments), holding the GIL, until close() (of the
     subscription or of its node: the node keeps it alive, so it needs no other reference)."""
@@ -252,18 +249,6 @@ class Subscription(_Endpoint):
         node = self._node() if getattr(self, "_node", None) else None
         if node is not None:
             node._callbacks.discard(self)
-
-    @property
-    def lost(self):
-        return self._core.lost
-
-    @property
-    def corrupt(self):
-        return self._core.corrupt
-
-    @property
-    def publisher_count(self):
-        return self._core.publisher_count
 
 
 def _arity(fn):
