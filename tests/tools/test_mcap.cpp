@@ -195,7 +195,7 @@ TEST_CASE("mcap: a file cut at any byte yields a prefix of the messages, all of 
             const std::string bytes = slurp(path);
             std::size_t previous = 0;
             bool some_error = false;
-            for (std::size_t len = 0; len <= bytes.size(); len += (len < 64 ? 1 : 13)) {
+            for (std::size_t len = 0; len <= bytes.size(); len += (len < 64 ? 1 : 61)) {
                 spit(cut, bytes.substr(0, len));
                 FileInfo info;
                 try {
