@@ -9,7 +9,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -86,7 +85,10 @@ public:
     ferry::Node node(const std::string& name) const;
 
     // talker/listener (examples) in this fixture's domain and config.
-    ferry::test::Child spawn(const std::string& program, const std::vector<std::string>& args) const;
+    // Runs an example program in this world; `env` adds to (or overrides) its environment.
+    ferry::test::Child spawn(const std::string& program,
+                             const std::vector<std::string>& args,
+                             const std::map<std::string, std::string>& env = {}) const;
 
     // Sum of the messages counter of the topic's live publishers, from the registry.
     std::uint64_t published(const std::string& topic) const;

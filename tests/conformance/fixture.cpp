@@ -55,10 +55,14 @@ ferry::Node Fixture::node(const std::string& name) const {
     return ferry::Node(name, opts);
 }
 
-ferry::test::Child Fixture::spawn(const std::string& program, const std::vector<std::string>& args) const {
+ferry::test::Child Fixture::spawn(const std::string& program,
+                                  const std::vector<std::string>& args,
+                                  const std::map<std::string, std::string>& env) const {
     std::vector<std::string> argv{ferry::test::bin_path(program)};
     argv.insert(argv.end(), args.begin(), args.end());
-    return ferry::test::Child::spawn(argv, {{"FERRY_DOMAIN", domain_}, {"FERRY_CONFIG", config_path_}});
+    std::map<std::string, std::string> all{{"FERRY_DOMAIN", domain_}, {"FERRY_CONFIG", config_path_}};
+    for (const auto& [k, v] : env) all[k] = v;
+    return ferry::test::Child::spawn(argv, all);
 }
 
 std::uint64_t Fixture::published(const std::string& topic) const {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <thread>
 
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
@@ -45,6 +46,17 @@ std::string checked_domain(const std::string& domain) {
         throw Error(Errc::invalid_argument,
                     "domain '" + domain + "' is not valid: use 1 to 32 characters of A-Z a-z 0-9 _ -");
     return domain;
+}
+
+// FERRY_TEST_DISCOVERY_PAUSE_MS (tests only): the discovery thread pauses this long between
+// reading the registry and handing the snapshot to its endpoints, the window in which a newer
+// snapshot must not be overtaken.
+void test_pause_between_read_and_sync() {
+    static const long ms = [] {
+        const char* v = std::getenv("FERRY_TEST_DISCOVERY_PAUSE_MS");
+        return v ? std::strtol(v, nullptr, 10) : 0L;
+    }();
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
 std::vector<std::uint64_t> endpoint_ids(Registry& registry) {
@@ -160,7 +172,14 @@ void Participant::remove(const Endpoint* ep) {
     eps.erase(std::remove(eps.begin(), eps.end(), ep), eps.end());
 }
 
-void Participant::sync_now(Endpoint& ep) { ep.sync_peers(s_->registry.endpoints()); }
+void Participant::sync_now(Endpoint& ep) {
+    // Read and applied under the same lock as the discovery thread's passes, so that no endpoint
+    // is ever handed a snapshot older than one it already has: a pass that read the table before
+    // a subscriber came, applied after this newer one, would make a publisher drop that
+    // subscriber (and what it had just queued for it) until the next pass.
+    std::lock_guard<std::mutex> lock(s_->mu);
+    ep.sync_peers(s_->registry.endpoints());
+}
 
 void Participant::run(std::shared_ptr<Shared> s) {
     Registry& registry = s->registry;
@@ -206,8 +225,9 @@ void Participant::run(std::shared_ptr<Shared> s) {
                 resync = true;
             }
             if (ours || resync) {
+                std::lock_guard<std::mutex> lock(s->mu);  // see sync_now
                 const auto all = registry.endpoints();
-                std::lock_guard<std::mutex> lock(s->mu);
+                test_pause_between_read_and_sync();
                 for (Endpoint* ep : s->endpoints) ep->sync_peers(all);
             }
             if (!last_error.empty()) log_info("discovery: the registry of domain " + registry.domain() + " is usable again");
