@@ -1,6 +1,5 @@
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -22,11 +21,10 @@ namespace {
 
 constexpr std::size_t kMaxConnections = 1024;
 constexpr std::size_t kMaxStale = 64;
-// epoll tags of the fixed descriptors; FIFOs are tagged with their Conn*.
-constexpr std::uint64_t kWakeTag = 1;
+// epoll tag of sync_fd_.
 constexpr std::uint64_t kSyncTag = 2;
 
-using transport::epoll_watch;
+constexpr transport::FramedReaderOptions kOptions{"pipe", kFrameMagic, "FIFO", true};
 
 bool same_file(const std::string& path, dev_t dev, ino_t ino) {
     struct stat st {};
@@ -36,52 +34,37 @@ bool same_file(const std::string& path, dev_t dev, ino_t ino) {
 }  // namespace
 
 PipeReader::PipeReader(const Host& host, const TopicParams& params)
-    : host_(&host),
-      params_(params),
+    : FramedStreamReader(host, params, kOptions, "reader of " + params.topic),
       prefix_("ferry." + params.domain + "."),
-      suffix_("." + fifo_suffix(params.endpoint_id)),
-      budget_(transport::reader_budget(params)) {}
+      suffix_("." + fifo_suffix(params.endpoint_id)) {}
 
 Status PipeReader::create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out) {
     std::unique_ptr<PipeReader> r(new PipeReader(host, params));
-    auto fail = [&](const std::string& action) {
-        const int err = errno;
-        return transport::os_error(transport::errc_from_errno(err), "pipe: " + action, err);
-    };
-    r->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (auto st = r->init(); !st) return st;
     r->sync_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!r->wake_fd_.valid() || !r->sync_fd_.valid()) return fail("cannot create eventfd");
-    r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!r->epoll_fd_.valid() || !epoll_watch(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
-        !epoll_watch(r->epoll_fd_.get(), r->sync_fd_.get(), kSyncTag)) {
-        return fail("cannot create epoll set");
-    }
-    if (params.overflow == transport::Overflow::drop_oldest) {
-        r->threaded_ = true;
-        r->pool_.set_shared(true);
-        r->ring_.init(params.depth);
+    if (!r->sync_fd_.valid() || !r->watch(r->sync_fd_.get(), kSyncTag)) {
+        const int err = errno;
+        return transport::os_error(transport::errc_from_errno(err), "pipe: cannot create eventfd", err);
     }
     std::string error;
     r->watcher_ = DirWatcher::get(params.runtime_dir, error);
     if (!r->watcher_) return Status(Errc::no_resources, "pipe: " + error);
     r->watcher_->add(r.get());
     r->scan_directory();  // nothing is addressed to a new id, unless left over
-    if (r->threaded_) r->drain_ = std::thread([raw = r.get()] { raw->drain_loop(); });
+    r->start();
     out = std::move(r);
     return Status::ok();
 }
 
 PipeReader::~PipeReader() {
     if (watcher_) watcher_->remove(this);
-    if (drain_.joinable()) {
-        transport::signal_eventfd(wake_fd_.get());
-        drain_.join();
-    }
+    stop();
     // FIFOs belong to their writers; those of dead writers are removed here.
-    for (auto& conn : conns_) {
-        if (!transport::process_alive(transport::endpoint_pid(conn->writer_id)) &&
-            same_file(conn->path, conn->dev, conn->ino)) {
-            ::unlink(conn->path.c_str());
+    for (const auto& stream : streams()) {
+        const Conn& conn = static_cast<const Conn&>(*stream);
+        if (!transport::process_alive(transport::endpoint_pid(conn.writer_id)) &&
+            same_file(conn.path, conn.dev, conn.ino)) {
+            ::unlink(conn.path.c_str());
         }
     }
     for (Incoming& in : incoming_) {
@@ -90,16 +73,6 @@ PipeReader::~PipeReader() {
         }
     }
     forget_stale(true);
-    conns_.clear();
-}
-
-void PipeReader::interrupt() noexcept {
-    interrupted_.store(true);
-    if (drain_.joinable()) {
-        ring_.close();
-    } else {
-        transport::signal_eventfd(wake_fd_.get());
-    }
 }
 
 // Writers create FIFOs for us and the watcher thread opens them at once; the list is a
@@ -124,184 +97,20 @@ void PipeReader::sync_writers(const std::vector<PeerInfo>& writers) noexcept {
     }
 }
 
-Status PipeReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
-    if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "pipe: reader interrupted");
-    try {
-        if (drain_.joinable()) return ring_.take(out, deadline, "pipe");
-        switch (receive(out, deadline)) {
-            case Recv::frame: return Status::ok();
-            case Recv::closed: return Status(Errc::closed, "pipe: reader interrupted");
-            case Recv::would_block: return Status(Errc::would_block, "pipe: no message");
-            case Recv::timeout: return Status(Errc::timeout, "pipe: no message before the deadline");
-            case Recv::error: break;
-        }
-        return transport::os_error(Errc::io_error, "pipe: epoll_wait failed for topic " + params_.topic, errno);
-    } catch (const std::exception& e) {
-        return Status(Errc::internal, std::string("pipe: take failed: ") + e.what());
-    }
+void PipeReader::on_events(std::uint32_t fired) {
+    if ((fired & (std::uint32_t{1} << kSyncTag)) != 0) handle_sync();
 }
 
-void PipeReader::release(SampleBuffer& sample) noexcept { pool_.release(sample); }
-
-// ---- drop_oldest: a drain thread keeps the newest `depth` frames ----
-
-void PipeReader::drain_loop() {
-    SampleBuffer s;
-    for (;;) {
-        Recv r;
-        try {
-            r = receive(s, Clock::now() + std::chrono::hours(24));
-        } catch (const std::exception& e) {
-            transport::log(*host_, transport::LogLevel::error, std::string("pipe: drain thread: ") + e.what());
-            continue;
-        }
-        if (r == Recv::closed) return;
-        if (r == Recv::error) {
-            transport::log(*host_, transport::LogLevel::error,
-                           "pipe: drain thread of " + params_.topic + ": epoll_wait failed: " + std::strerror(errno));
-            return;
-        }
-        if (r == Recv::frame) ring_.push(s, pool_, lost_);
+// Nothing before the deadline: make sure a FIFO created just before is not still announced only.
+bool PipeReader::on_idle() {
+    watcher_->pump();
+    bool more = false;
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        more = !incoming_.empty();
     }
-}
-
-// ---- receiving frames from the FIFOs ----
-
-// With data at hand no clock is read: the deadline only matters once there is nothing to take.
-PipeReader::Recv PipeReader::receive(SampleBuffer& out, Clock::time_point deadline) {
-    epoll_event events[16];
-    bool first_wait = true;
-    bool nonblocking = false;
-    bool pumped = false;
-    for (;;) {
-        if (try_parse_any(out)) return Recv::frame;
-        if (last_ != nullptr && fast_) {
-            // The FIFO that delivered last is the likeliest to have more: one read, no epoll.
-            Conn* conn = last_;
-            last_ = nullptr;
-            const Read rd = read_conn(*conn);
-            if (rd == Read::data) {
-                last_ = conn;
-                continue;
-            }
-            fast_ = false;  // the writer is not ahead of us: wait in epoll_wait
-            if (rd == Read::eof) {
-                mark_eof(*conn);
-                continue;
-            }
-        }
-        const int timeout = transport::poll_timeout_ms(deadline);
-        if (first_wait) nonblocking = timeout == 0;
-        first_wait = false;
-        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, timeout);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return Recv::error;
-        }
-        if (r == 0) {
-            if (timeout == 0 || transport::expired(deadline)) {
-                if (!pumped) {
-                    // Nothing: make sure a FIFO created just before is not still announced only.
-                    pumped = true;
-                    watcher_->pump();
-                    bool more = false;
-                    {
-                        std::lock_guard<std::mutex> lock(sync_mu_);
-                        more = !incoming_.empty();
-                    }
-                    if (more) {
-                        handle_sync();
-                        continue;
-                    }
-                }
-                return nonblocking ? Recv::would_block : Recv::timeout;
-            }
-            continue;
-        }
-        bool sync = false;
-        ready_.clear();
-        for (int i = 0; i < r; ++i) {
-            const std::uint64_t tag = events[i].data.u64;
-            if (tag == kWakeTag) return Recv::closed;
-            if (tag == kSyncTag) {
-                sync = true;
-            } else {
-                ready_.push_back(reinterpret_cast<Conn*>(tag));
-            }
-        }
-        for (Conn* conn : ready_) {
-            const Read rd = read_conn(*conn);
-            if (rd == Read::data) last_ = conn;
-            if (rd == Read::eof) mark_eof(*conn);
-        }
-        if (sync) handle_sync();
-    }
-}
-
-bool PipeReader::try_parse_any(SampleBuffer& out) {
-    for (;;) {
-        if (interest_dirty_) update_interest();
-        const std::size_t n = conns_.size();
-        bool rescan = false;
-        for (std::size_t k = 0; k < n && !rescan; ++k) {
-            const std::size_t i = (rr_ + k) % n;
-            Conn& conn = *conns_[i];
-            if (conn.blocked) continue;
-            if (conn.in.avail() < kHeaderSize) {
-                if (conn.eof) {
-                    close_conn(&conn, conn.in.pos != conn.in.fill, false);
-                    rescan = true;
-                }
-                continue;
-            }
-            std::string why;
-            const std::size_t before = conn.in.avail();
-            switch (transport::parse_frame(conn.in, pool_, kFrameMagic, params_.max_message_size, out, why, lost_)) {
-                case transport::FrameParse::frame:
-                    held_ -= before - conn.in.avail();
-                    rr_ = i + 1;
-                    // More bytes already behind this frame: the writer is ahead of us, so the
-                    // next take tries a plain read of this FIFO before epoll_wait.
-                    if (conn.in.fill != conn.in.pos) fast_ = true;
-                    return true;
-                case transport::FrameParse::incomplete:
-                    if (conn.eof) {
-                        close_conn(&conn, true, false);  // a killed writer's partial frame
-                        rescan = true;
-                    }
-                    break;
-                case transport::FrameParse::bad:
-                    transport::log(*host_, transport::LogLevel::warn,
-                                   "pipe: reader of " + params_.topic + " drops FIFO " + conn.path + ": " + why);
-                    close_conn(&conn, true, true);
-                    rescan = true;
-                    break;
-            }
-        }
-        if (!rescan) return false;
-    }
-}
-
-PipeReader::Read PipeReader::read_conn(Conn& conn) {
-    transport::RecvStream& in = conn.in;
-    if (held_ >= budget_) shed_over_budget();
-    if (conn.eof) return Read::again;  // shed just now
-    // Never more than the budget has room for: what all FIFOs hold unparsed stays bounded.
-    const std::size_t room = budget_ > held_ ? budget_ - held_ : 0;
-    if (room == 0) return Read::data;  // only whole frames are held: taking them makes room
-    in.prepare_space(pool_);
-    if (in.fill == in.chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
-    for (;;) {
-        const ssize_t n = ::read(conn.fd.get(), in.chunk->mem.get() + in.fill, std::min(in.chunk->cap - in.fill, room));
-        if (n > 0) {
-            in.fill += static_cast<std::size_t>(n);
-            held_ += static_cast<std::size_t>(n);
-            return Read::data;
-        }
-        if (n == 0) return Read::eof;  // no writer left: the writer closed it or died
-        if (errno == EINTR) continue;
-        return errno == EAGAIN ? Read::again : Read::eof;
-    }
+    if (more) handle_sync();
+    return more;
 }
 
 bool PipeReader::matches(const char* name) const {
@@ -439,10 +248,11 @@ void DirWatcher::pump() {
 
 // Receiving thread: watches an opened FIFO.
 void PipeReader::adopt(Incoming&& in) {
-    for (const auto& c : conns_) {
-        if (c->dev == in.dev && c->ino == in.ino) return;  // already watched
+    for (const auto& s : streams()) {
+        const Conn& c = static_cast<const Conn&>(*s);
+        if (c.dev == in.dev && c.ino == in.ino) return;  // already watched
     }
-    if (conns_.size() >= kMaxConnections) {
+    if (streams().size() >= kMaxConnections) {
         transport::log(*host_, transport::LogLevel::warn,
                        "pipe: reader of " + params_.topic + " ignores FIFO " + in.path + ": too many writers");
         return;
@@ -453,17 +263,23 @@ void PipeReader::adopt(Incoming&& in) {
     conn->path = std::move(in.path);
     conn->dev = in.dev;
     conn->ino = in.ino;
-    Conn* raw = conn.get();
-    conns_.push_back(std::move(conn));
+    const std::uint64_t writer_id = conn->writer_id;
+    Stream* raw = add_stream(std::move(conn));
+    if (raw == nullptr) {
+        transport::log(*host_, transport::LogLevel::warn,
+                       "pipe: reader of " + params_.topic + " cannot watch a FIFO: " + std::strerror(errno));
+        return;
+    }
     {
         std::lock_guard<std::mutex> lock(sync_mu_);
-        attached_ids_.insert(raw->writer_id);
+        attached_ids_.insert(writer_id);
     }
-    interest_dirty_ = true;
-    update_interest();
     // Opened after its writer died: what is in it is all there will be; an empty one goes.
-    if (!transport::process_alive(transport::endpoint_pid(raw->writer_id)) && !raw->blocked) {
-        if (read_conn(*raw) == Read::eof) mark_eof(*raw);
+    // (Read now only if no older FIFO of the writer is open, which must be read first.)
+    if (!transport::process_alive(transport::endpoint_pid(writer_id)) &&
+        std::none_of(streams().begin(), streams().end(),
+                     [&](const auto& s) { return s.get() != raw && s->writer_id == writer_id; })) {
+        if (read_stream(*raw) == Read::eof) mark_ended(*raw);
     }
 }
 
@@ -478,10 +294,10 @@ void PipeReader::handle_sync() {
     for (Incoming& in : incoming) adopt(std::move(in));
     // A FIFO of a dead writer that never showed end-of-file (opened before its writer did):
     // read it now; end-of-file closes it.
-    for (std::size_t i = conns_.size(); i-- > 0;) {
-        Conn* conn = conns_[i].get();
-        if (conn->blocked || conn->eof || transport::process_alive(transport::endpoint_pid(conn->writer_id))) continue;
-        if (read_conn(*conn) == Read::eof) mark_eof(*conn);
+    for (std::size_t i = streams().size(); i-- > 0;) {
+        Stream* conn = streams()[i].get();
+        if (conn->blocked || conn->ended || transport::process_alive(transport::endpoint_pid(conn->writer_id))) continue;
+        if (read_stream(*conn) == Read::eof) mark_ended(*conn);
     }
     forget_stale(false);
 }
@@ -499,78 +315,20 @@ void PipeReader::forget_stale(bool all) {
     }
 }
 
-// Over budget: the FIFO holding the most unparsed bytes of an incomplete frame (the oldest of
-// equals) is treated as ended: its bytes are dropped and counted as one lost message.
-void PipeReader::shed_over_budget() {
-    while (held_ >= budget_) {
-        Conn* victim = nullptr;
-        for (auto& c : conns_) {
-            Conn& conn = *c;
-            const std::size_t avail = conn.in.avail();
-            if (conn.eof || avail == 0 || (avail >= kHeaderSize && avail >= conn.in.need)) continue;
-            if (victim == nullptr || avail > victim->in.avail()) victim = &conn;
-        }
-        if (victim == nullptr) return;
-        held_ -= victim->in.avail();
-        victim->in.pos = victim->in.fill;
-        lost_.fetch_add(1, std::memory_order_relaxed);
-        mark_eof(*victim);  // closed by try_parse_any; its writer sees EPIPE and starts anew
-        std::uint64_t count = 0;
-        if (budget_log_.due(count)) {
-            transport::log(*host_, transport::LogLevel::warn,
-                           "pipe: reader of " + params_.topic + " over its buffer budget of " + std::to_string(budget_) +
-                               " bytes: dropped " + std::to_string(count) + " FIFO(s) holding the largest incomplete frame");
-        }
-    }
-}
-
-// End of file: the writer closed the FIFO or died. The frames already read are still
-// delivered; try_parse_any closes it when no whole frame is left.
-void PipeReader::mark_eof(Conn& conn) {
-    conn.eof = true;
-    if (last_ == &conn) last_ = nullptr;
-    interest_dirty_ = true;
-}
-
-void PipeReader::close_conn(Conn* conn, bool torn, bool garbage) {
-    if (torn) lost_.fetch_add(1, std::memory_order_relaxed);
-    if (last_ == conn) last_ = nullptr;
-    const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
-    if (it == conns_.end()) return;
-    // Explicitly: a forked child may share the descriptor, and then close() would not
-    // remove it from the epoll set.
-    if (conn->registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn->fd.get(), nullptr);
-    held_ -= conn->in.avail();
-    conn->in.detach(pool_);
-    const pid_t pid = transport::endpoint_pid(conn->writer_id);
-    if (same_file(conn->path, conn->dev, conn->ino)) {
+void PipeReader::on_closed(Stream& stream, bool garbage) {
+    const Conn& conn = static_cast<const Conn&>(stream);
+    const pid_t pid = transport::endpoint_pid(conn.writer_id);
+    if (same_file(conn.path, conn.dev, conn.ino)) {
         if (garbage || !transport::process_alive(pid)) {
-            ::unlink(conn->path.c_str());
+            ::unlink(conn.path.c_str());
         } else if (stale_.size() < kMaxStale) {
-            stale_.push_back(Stale{conn->path, conn->dev, conn->ino, pid});  // its writer may be dying
+            stale_.push_back(Stale{conn.path, conn.dev, conn.ino, pid});  // its writer may be dying
         }
     }
-    const std::uint64_t writer_id = conn->writer_id;
-    conns_.erase(it);
-    interest_dirty_ = true;
-    if (std::none_of(conns_.begin(), conns_.end(), [&](const auto& c) { return c->writer_id == writer_id; })) {
+    if (std::none_of(streams().begin(), streams().end(), [&](const auto& s) { return s->writer_id == conn.writer_id; })) {
         std::lock_guard<std::mutex> lock(sync_mu_);
-        attached_ids_.erase(writer_id);
+        attached_ids_.erase(conn.writer_id);
     }
-}
-
-// A FIFO waits (is not watched nor parsed) while an older FIFO of the same writer is open:
-// that keeps per-writer order when a writer re-created its FIFO while the old one still held
-// frames.
-void PipeReader::update_interest() {
-    first_of_writer_.clear();
-    for (auto& c : conns_) {
-        Conn& conn = *c;
-        conn.blocked = !first_of_writer_.insert(conn.writer_id).second;
-        transport::epoll_set_watched(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn),
-                                     !conn.blocked && !conn.eof, conn.registered);
-    }
-    interest_dirty_ = false;
 }
 
 }  // namespace ferry::pipe

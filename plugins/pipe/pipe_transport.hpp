@@ -13,7 +13,6 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -80,30 +79,24 @@ private:
     void forget_locked(Channel& ch) noexcept override;
 };
 
-class PipeReader final : public transport::Reader {
+// The receiving, the budget and per-writer order are the SDK's FramedStreamReader; this is
+// the mechanism: FIFOs addressed to this reader, found through the DirWatcher (and
+// sync_writers as a fallback), opened the moment they appear, and removed here once their
+// writer is dead.
+class PipeReader final : public transport::FramedStreamReader {
 public:
     friend class DirWatcher;
     // Creates the inotify watch, the epoll set (and, for drop_oldest, the drain thread).
     static Status create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out);
     ~PipeReader() override;
 
-    Status take(SampleBuffer& out, Clock::time_point deadline) noexcept override;
-    void release(SampleBuffer& sample) noexcept override;
     void sync_writers(const std::vector<PeerInfo>& writers) noexcept override;
-    std::uint64_t lost() const noexcept override { return lost_.load(std::memory_order_relaxed); }
-    void interrupt() noexcept override;
 
 private:
-    struct Conn {
-        UniqueFd fd;
-        std::uint64_t writer_id = 0;
+    struct Conn : Stream {
         std::string path;
         dev_t dev = 0;
         ino_t ino = 0;
-        bool blocked = false;     // an older FIFO of the same writer is still open
-        bool registered = false;  // in the epoll set
-        bool eof = false;         // its writer is gone: closed once no whole frame is left
-        transport::RecvStream in;  // received bytes, in chunks of pool_
     };
     // A FIFO opened by the watcher thread (or sync_writers), for the receiving thread to adopt.
     struct Incoming {
@@ -119,14 +112,16 @@ private:
         ino_t ino;
         pid_t pid;
     };
-    enum class Recv { frame, timeout, would_block, closed, error };
-    enum class Read { data, again, eof };
 
     PipeReader(const Host& host, const TopicParams& params);
 
-    Recv receive(SampleBuffer& out, Clock::time_point deadline);
-    bool try_parse_any(SampleBuffer& out);
-    Read read_conn(Conn& conn);
+    void on_events(std::uint32_t fired) override;
+    void on_closed(Stream& stream, bool garbage) override;
+    bool on_idle() override;
+    std::string describe(const Stream& stream) const override {
+        return "FIFO " + static_cast<const Conn&>(stream).path;
+    }
+
     bool matches(const char* name) const;
     // Any thread: opens a FIFO addressed to us (holding it open keeps what its writer wrote,
     // even if the writer dies) and hands it to the receiving thread.
@@ -134,23 +129,11 @@ private:
     void scan_directory();
     void adopt(Incoming&& in);
     void handle_sync();
-    void close_conn(Conn* conn, bool torn, bool garbage);
-    void mark_eof(Conn& conn);
-    void update_interest();
     void forget_stale(bool all);
-    void shed_over_budget();
-    void drain_loop();
 
-    const Host* host_;
-    TopicParams params_;
     std::string prefix_;  // "ferry.<domain>."
     std::string suffix_;  // ".to-<our id>.fifo"
-    UniqueFd wake_fd_;    // eventfd: interrupt() in direct mode, shutdown of the drain thread
-    UniqueFd sync_fd_;    // eventfd: sync_writers() has a new list
-    UniqueFd epoll_fd_;   // the two above and every FIFO not blocked
-    bool threaded_ = false;  // drop_oldest: a drain thread receives
-    std::atomic<bool> interrupted_{false};
-    std::atomic<std::uint64_t> lost_{0};
+    UniqueFd sync_fd_;    // eventfd: sync_writers() or the watcher has something new
 
     std::shared_ptr<DirWatcher> watcher_;
 
@@ -159,24 +142,7 @@ private:
     std::vector<Incoming> incoming_;  // opened, not yet adopted
     std::unordered_set<std::uint64_t> attached_ids_;  // writers with an adopted FIFO
 
-    // Receive state: used by the thread in take() (direct mode) or by the drain thread.
-    std::vector<std::unique_ptr<Conn>> conns_;
-    std::size_t budget_ = 0;  // bytes all FIFOs together may hold unparsed
-    std::size_t held_ = 0;    // bytes they hold now
-    transport::LogThrottle budget_log_;
-    std::vector<Conn*> ready_;
     std::vector<Stale> stale_;  // FIFOs seen at EOF whose creator may still be dying
-    std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
-    bool interest_dirty_ = false;
-    std::size_t rr_ = 0;
-    Conn* last_ = nullptr;  // the FIFO that delivered last
-    bool fast_ = false;     // its writer is ahead: read it first, before epoll_wait
-
-    // Chunks of received bytes; samples point into them. Shared with the drain thread.
-    transport::ChunkPool pool_;
-    // drop_oldest only: the newest `depth` frames, filled by the drain thread.
-    transport::DropOldestRing ring_;
-    std::thread drain_;
 };
 
 class PipeReader;

@@ -1,12 +1,11 @@
 #include <fcntl.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -33,24 +32,22 @@ std::size_t process_conn_cap() noexcept {
     return static_cast<std::size_t>(rl.rlim_cur / 2);
 }
 
-// epoll tags of the two fixed descriptors; connections are tagged with their Conn*.
-constexpr std::uint64_t kWakeTag = 1;
+// epoll tag of the listening socket.
 constexpr std::uint64_t kListenTag = 2;
 
-using transport::epoll_watch;
+constexpr transport::FramedReaderOptions kOptions{"uds", kFrameMagic, "connection"};
 
 }  // namespace
 
 UdsReader::UdsReader(const Host& host, const TopicParams& params)
-    : host_(&host),
-      params_(params),
+    : FramedStreamReader(host, params, kOptions, "reader " + socket_path(params, params.endpoint_id)),
       path_(socket_path(params, params.endpoint_id)),
-      budget_(transport::reader_budget(params)),
       uid_(::geteuid()),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
 Status UdsReader::create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out) {
     std::unique_ptr<UdsReader> r(new UdsReader(host, params));
+    if (auto st = r->init(); !st) return st;
     r->listen_fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!r->listen_fd_.valid()) {
         return transport::os_error(transport::errc_from_errno(errno), "uds: cannot create socket for " + r->path_, errno);
@@ -71,47 +68,21 @@ Status UdsReader::create(const Host& host, const TopicParams& params, std::uniqu
         ::unlink(r->path_.c_str());
         return transport::os_error(transport::errc_from_errno(err), "uds: cannot listen on " + r->path_, err);
     }
-    r->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!r->wake_fd_.valid()) {
+    if (!r->watch(r->listen_fd_.get(), kListenTag)) {
         const int err = errno;
         ::unlink(r->path_.c_str());
-        return transport::os_error(transport::errc_from_errno(err), "uds: cannot create eventfd", err);
+        return transport::os_error(transport::errc_from_errno(err), "uds: cannot watch " + r->path_, err);
     }
-    r->epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!r->epoll_fd_.valid() || !epoll_watch(r->epoll_fd_.get(), r->wake_fd_.get(), kWakeTag) ||
-        !epoll_watch(r->epoll_fd_.get(), r->listen_fd_.get(), kListenTag)) {
-        const int err = errno;
-        ::unlink(r->path_.c_str());
-        return transport::os_error(transport::errc_from_errno(err), "uds: cannot create epoll set", err);
-    }
-    if (params.overflow == transport::Overflow::drop_oldest) {
-        r->threaded_ = true;
-        r->pool_.set_shared(true);
-        r->ring_.init(params.depth);
-        r->drain_ = std::thread([raw = r.get()] { raw->drain_loop(); });
-    }
+    r->start();
     out = std::move(r);
     return Status::ok();
 }
 
 UdsReader::~UdsReader() {
-    if (drain_.joinable()) {
-        transport::signal_eventfd(wake_fd_.get());
-        drain_.join();
-    }
+    stop();
     listen_fd_.reset();
     ::unlink(path_.c_str());
-    g_process_conns.fetch_sub(conns_.size(), std::memory_order_relaxed);
-    conns_.clear();
-}
-
-void UdsReader::interrupt() noexcept {
-    interrupted_.store(true);
-    if (drain_.joinable()) {
-        ring_.close();
-    } else {
-        transport::signal_eventfd(wake_fd_.get());
-    }
+    g_process_conns.fetch_sub(streams().size(), std::memory_order_relaxed);
 }
 
 void UdsReader::sync_writers(const std::vector<PeerInfo>&) noexcept {
@@ -119,172 +90,34 @@ void UdsReader::sync_writers(const std::vector<PeerInfo>&) noexcept {
     // (the kernel does it on SIGKILL) and its partial frame is discarded at EOF.
 }
 
-Status UdsReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
-    if (interrupted_.load(std::memory_order_relaxed)) return Status(Errc::closed, "uds: reader interrupted");
-    const bool nonblocking = deadline <= Clock::now();
-    try {
-        if (drain_.joinable()) return ring_.take(out, deadline, "uds");
-        switch (receive(out, deadline)) {
-            case Recv::frame: return Status::ok();
-            case Recv::closed: return Status(Errc::closed, "uds: reader interrupted");
-            case Recv::timeout:
-                if (nonblocking) return Status(Errc::would_block, "uds: no message");
-                return Status(Errc::timeout, "uds: no message before the deadline");
-            case Recv::error: break;
-        }
-        return transport::os_error(Errc::io_error, "uds: epoll_wait on " + path_ + " failed", errno);
-    } catch (const std::exception& e) {
-        return Status(Errc::internal, std::string("uds: take failed: ") + e.what());
-    }
+void UdsReader::on_events(std::uint32_t fired) {
+    if ((fired & (std::uint32_t{1} << kListenTag)) != 0) accept_all();
 }
 
-void UdsReader::release(SampleBuffer& sample) noexcept { pool_.release(sample); }
-
-// ---- drop_oldest: a drain thread keeps the newest `depth` frames ----
-
-void UdsReader::drain_loop() {
-    SampleBuffer s;
-    for (;;) {
-        const Recv r = receive(s, Clock::now() + std::chrono::hours(24));
-        if (r == Recv::closed) return;
-        if (r == Recv::error) {
-            transport::log(*host_, transport::LogLevel::error,
-                           "uds: drain thread of " + path_ + ": epoll_wait failed: " + std::strerror(errno));
-            return;
-        }
-        if (r == Recv::frame) ring_.push(s, pool_, lost_);
-    }
+Clock::time_point UdsReader::wake_by(Clock::time_point deadline) {
+    if (listen_paused_ && transport::expired(listen_resume_)) resume_listening();
+    return listen_paused_ && listen_resume_ < deadline ? listen_resume_ : deadline;
 }
 
-// ---- receiving frames from the connections ----
-
-UdsReader::Recv UdsReader::receive(SampleBuffer& out, Clock::time_point deadline) {
-    epoll_event events[16];
-    for (;;) {
-        if (try_parse_any(out)) return Recv::frame;
-        if (listen_paused_ && transport::expired(listen_resume_)) resume_listening();
-        const auto until = listen_paused_ && listen_resume_ < deadline ? listen_resume_ : deadline;
-        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, transport::poll_timeout_ms(until));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return Recv::error;
-        }
-        if (r == 0) {
-            if (transport::expired(deadline)) return Recv::timeout;
-            continue;
-        }
-        bool pending_accept = false;
-        ready_.clear();
-        for (int i = 0; i < r; ++i) {
-            const std::uint64_t tag = events[i].data.u64;
-            if (tag == kWakeTag) return Recv::closed;
-            if (tag == kListenTag) {
-                pending_accept = true;
-            } else {
-                ready_.push_back(reinterpret_cast<Conn*>(tag));
-            }
-        }
-        for (Conn* conn : ready_) {
-            if (conn->doomed || read_conn(*conn)) continue;
-            const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
-            close_conn(static_cast<std::size_t>(it - conns_.begin()), conn->in.pos != conn->in.fill);
-        }
-        // Connections shed to stay within the budget (not while ready_ pointed at them).
-        for (std::size_t i = conns_.size(); i-- > 0;) {
-            if (conns_[i]->doomed) close_conn(i, true);
-        }
-        if (pending_accept) accept_all();
+bool UdsReader::greet(Stream& stream, std::string& why) {
+    Hello hello;
+    std::memcpy(&hello, stream.in.chunk->mem.get() + stream.in.pos, sizeof hello);
+    if (hello.magic != kHelloMagic || hello.version != kWireVersion) {
+        why = "not a ferry uds writer (bad greeting)";
+        return false;
     }
+    stream.writer_id = hello.writer_id;
+    consume(stream, sizeof hello);
+    return true;
 }
 
-bool UdsReader::try_parse_any(SampleBuffer& out) {
-    for (;;) {
-        // Greetings first and in accept order: every connection knows its writer, and so
-        // whether it must wait behind an older one, before any frame is taken.
-        bool rescan = false;
-        for (std::size_t i = 0; i < conns_.size() && !rescan; ++i) {
-            Conn& conn = *conns_[i];
-            if (conn.hello || conn.in.chunk == nullptr || conn.in.avail() < kHeaderSize) continue;
-            std::string why;
-            if (try_parse(conn, out, why) == Parse::bad) {
-                transport::log(*host_, transport::LogLevel::warn, "uds: reader " + path_ + " drops a connection: " + why);
-                close_conn(i, true);
-                rescan = true;
-            }
-        }
-        if (rescan) continue;
-        if (interest_dirty_) update_interest();
-        const std::size_t n = conns_.size();
-        for (std::size_t k = 0; k < n && !rescan; ++k) {
-            const std::size_t i = (rr_ + k) % n;
-            Conn& conn = *conns_[i];
-            if (!conn.hello || conn.blocked || conn.in.avail() < kHeaderSize) continue;
-            std::string why;
-            switch (try_parse(conn, out, why)) {
-                case Parse::frame:
-                    rr_ = i + 1;
-                    return true;
-                case Parse::incomplete:
-                case Parse::hello: break;
-                case Parse::bad:
-                    transport::log(*host_, transport::LogLevel::warn,
-                                   "uds: reader " + path_ + " drops a connection: " + why);
-                    close_conn(i, true);
-                    rescan = true;
-                    break;
-            }
-        }
-        if (!rescan) return false;
-    }
+void UdsReader::on_frame(Stream& stream) {
+    Conn& conn = static_cast<Conn&>(stream);
+    ++conn.frames;
+    conn.active = Clock::now();
 }
 
-UdsReader::Parse UdsReader::try_parse(Conn& conn, SampleBuffer& out, std::string& why) {
-    if (!conn.hello) {
-        Hello hello;
-        std::memcpy(&hello, conn.in.chunk->mem.get() + conn.in.pos, sizeof hello);
-        if (hello.magic != kHelloMagic || hello.version != kWireVersion) {
-            why = "not a ferry uds writer (bad greeting)";
-            return Parse::bad;
-        }
-        conn.hello = true;
-        conn.writer_id = hello.writer_id;
-        conn.in.pos += sizeof hello;
-        held_ -= sizeof hello;
-        interest_dirty_ = true;  // may now be blocked behind an older connection of the same writer
-        return Parse::hello;
-    }
-    const std::size_t before = conn.in.avail();
-    switch (transport::parse_frame(conn.in, pool_, kFrameMagic, params_.max_message_size, out, why, lost_)) {
-        case transport::FrameParse::frame:
-            consumed(conn, before);
-            ++conn.frames;
-            conn.active = Clock::now();
-            return Parse::frame;
-        case transport::FrameParse::incomplete: return Parse::incomplete;
-        case transport::FrameParse::bad: break;
-    }
-    return Parse::bad;
-}
-
-// Returns false once the connection is finished (EOF or error).
-bool UdsReader::read_conn(Conn& conn) {
-    transport::RecvStream& in = conn.in;
-    if (held_ >= budget_) shed_over_budget();
-    if (conn.doomed) return true;
-    // Never more than the budget has room for: what is held unparsed stays bounded whatever
-    // the writers send, and a reader's memory with it.
-    const std::size_t room = budget_ > held_ ? budget_ - held_ : 0;
-    if (room == 0) return true;
-    in.prepare_space(pool_);
-    const std::size_t len = std::min(in.chunk->cap - in.fill, room);
-    const ssize_t n = ::recv(conn.fd.get(), in.chunk->mem.get() + in.fill, len, MSG_DONTWAIT);
-    if (n > 0) {
-        in.fill += static_cast<std::size_t>(n);
-        held_ += static_cast<std::size_t>(n);
-        return true;
-    }
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
-}
+void UdsReader::on_closed(Stream&, bool) { g_process_conns.fetch_sub(1, std::memory_order_relaxed); }
 
 void UdsReader::accept_all() {
     for (int accepted = 0; accepted < kAcceptBatch; ++accepted) {
@@ -312,7 +145,7 @@ void UdsReader::accept_all() {
             refuse(fd.get(), Refusal::foreign_user);
             continue;
         }
-        if (conns_.size() >= kMaxConnections ||
+        if (streams().size() >= kMaxConnections ||
             g_process_conns.load(std::memory_order_relaxed) >= process_conn_cap()) {
             Conn* victim = idle_victim();
             if (victim == nullptr) {
@@ -323,30 +156,21 @@ void UdsReader::accept_all() {
         }
         auto conn = std::make_unique<Conn>();
         conn->fd = std::move(fd);
+        conn->greeted = false;
         conn->active = Clock::now();
-        if (!epoll_watch(epoll_fd_.get(), conn->fd.get(), reinterpret_cast<std::uint64_t>(conn.get()))) {
+        if (add_stream(std::move(conn)) == nullptr) {
             transport::log(*host_, transport::LogLevel::warn,
                            "uds: reader " + path_ + " cannot watch a connection: " + std::strerror(errno));
             continue;
         }
-        conn->registered = true;
-        conns_.push_back(std::move(conn));
         g_process_conns.fetch_add(1, std::memory_order_relaxed);
     }
     // A writer greets right after connect(), so an older connection's greeting is already in
     // its socket when a newer one is accepted: reading greetings now (of every connection that
     // has none yet) gives connections their writer id in accept order.
-    for (auto& conn : conns_) {
-        if (conn->hello) continue;
-        transport::RecvStream& in = conn->in;
-        in.prepare_space(pool_);
-        const std::size_t have = in.avail();
-        if (have >= kHeaderSize) continue;
-        const ssize_t n = ::recv(conn->fd.get(), in.chunk->mem.get() + in.fill, kHeaderSize - have, MSG_DONTWAIT);
-        if (n > 0) {
-            in.fill += static_cast<std::size_t>(n);
-            held_ += static_cast<std::size_t>(n);
-        }
+    for (const auto& conn : streams()) {
+        if (conn->greeted || conn->ended || conn->in.avail() >= kHeaderSize) continue;
+        read_stream(*conn, kHeaderSize - conn->in.avail());  // end of file: seen by the next epoll_wait
     }
 }
 
@@ -367,9 +191,8 @@ void UdsReader::refuse(int fd, Refusal why) {
 }
 
 void UdsReader::drop_conn(Conn* conn, Refusal why) {
-    const auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.get() == conn; });
     refuse(conn->fd.get(), why);
-    close_conn(static_cast<std::size_t>(it - conns_.begin()), conn->in.avail() != 0 && conn->hello);
+    close_stream(conn, conn->in.avail() != 0 && conn->greeted);
 }
 
 // The connection to give up for a new one: first one that never sent a greeting, then one
@@ -379,46 +202,16 @@ UdsReader::Conn* UdsReader::idle_victim() {
     const auto idle_since = Clock::now() - kIdleEvictable;
     Conn* best = nullptr;
     int best_rank = 3;
-    for (auto& c : conns_) {
-        Conn& conn = *c;
-        if (conn.doomed) continue;
-        const int rank = !conn.hello ? 0 : conn.frames == 0 ? 1 : conn.active < idle_since ? 2 : 3;
+    for (const auto& c : streams()) {
+        Conn& conn = static_cast<Conn&>(*c);
+        if (conn.ended) continue;
+        const int rank = !conn.greeted ? 0 : conn.frames == 0 ? 1 : conn.active < idle_since ? 2 : 3;
         if (rank < best_rank || (rank == best_rank && best != nullptr && conn.active < best->active)) {
             best = &conn;
             best_rank = rank;
         }
     }
     return best_rank < 3 ? best : nullptr;
-}
-
-// Over budget: the connection holding the most unparsed bytes of an incomplete frame goes
-// (the oldest of equals), counted lost. Closed by receive() once no pointer to it is in use.
-void UdsReader::shed_over_budget() {
-    while (held_ >= budget_) {
-        Conn* victim = nullptr;
-        for (auto& c : conns_) {
-            Conn& conn = *c;
-            if (conn.doomed || conn.in.avail() == 0) continue;
-            const bool incomplete = conn.in.avail() < conn.in.need || conn.in.avail() < kHeaderSize;
-            if (!incomplete) continue;
-            if (victim == nullptr || conn.in.avail() > victim->in.avail() ||
-                (conn.in.avail() == victim->in.avail() && conn.active < victim->active)) {
-                victim = &conn;
-            }
-        }
-        if (victim == nullptr) return;  // only whole frames are held: taking them makes room
-        held_ -= victim->in.avail();
-        victim->in.pos = victim->in.fill;  // its bytes no longer count; close_conn counts the loss
-        victim->doomed = true;
-        refuse(victim->fd.get(), Refusal::over_budget);
-        std::uint64_t count = 0;
-        if (budget_log_.due(count)) {
-            transport::log(*host_, transport::LogLevel::warn,
-                           "uds: reader " + path_ + " over its buffer budget of " + std::to_string(budget_) +
-                               " bytes: dropped " + std::to_string(count) +
-                               " connection(s) holding the largest incomplete frame");
-        }
-    }
 }
 
 // The classic way out of EMFILE: free the spare descriptor, accept and refuse the connection
@@ -444,41 +237,14 @@ void UdsReader::pause_listening(int err) {
                            " time(s) since the last report): " + std::strerror(err) + "; retrying in 100 ms");
     }
     if (!spare_fd_.valid()) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!listen_paused_) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+    if (!listen_paused_) unwatch(listen_fd_.get());
     listen_paused_ = true;
     listen_resume_ = Clock::now() + kListenPause;
 }
 
 void UdsReader::resume_listening() {
-    if (epoll_watch(epoll_fd_.get(), listen_fd_.get(), kListenTag)) listen_paused_ = false;
+    if (watch(listen_fd_.get(), kListenTag)) listen_paused_ = false;
     else listen_resume_ = Clock::now() + kListenPause;
-}
-
-void UdsReader::close_conn(std::size_t index, bool torn) {
-    if (torn) lost_.fetch_add(1, std::memory_order_relaxed);
-    Conn& conn = *conns_[index];
-    // Explicitly: a forked child may share the descriptor, and then close() would not
-    // remove it from the epoll set.
-    if (conn.registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, conn.fd.get(), nullptr);
-    held_ -= conn.in.avail();
-    conn.in.detach(pool_);
-    conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(index));
-    g_process_conns.fetch_sub(1, std::memory_order_relaxed);
-    interest_dirty_ = true;
-}
-
-// A connection waits (is not watched nor parsed) while an older connection of the same writer
-// is open: that keeps per-writer order when a writer reconnected while its previous
-// connection still held frames.
-void UdsReader::update_interest() {
-    first_of_writer_.clear();
-    for (auto& c : conns_) {
-        Conn& conn = *c;
-        conn.blocked = conn.hello && !first_of_writer_.insert(conn.writer_id).second;
-        transport::epoll_set_watched(epoll_fd_.get(), conn.fd.get(), reinterpret_cast<std::uint64_t>(&conn),
-                                     !conn.blocked, conn.registered);
-    }
-    interest_dirty_ = false;
 }
 
 }  // namespace ferry::uds

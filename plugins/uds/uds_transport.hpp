@@ -11,13 +11,10 @@
 //   Refusal {magic "FRYX", reason, 0}                        so the writer learns why
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include <sys/socket.h>
@@ -103,83 +100,52 @@ private:
     bool refused(Channel& ch, std::string& why, Errc& code) noexcept override;
 };
 
-class UdsReader final : public transport::Reader {
+// The receiving, the budget and per-writer order are the SDK's FramedStreamReader; this is
+// the mechanism: a listening socket whose connections greet with Hello, a cap on connections
+// (per reader and per process, with idle ones given up first), other users kept out unless
+// the mode lets them in, and a Refusal sent to a peer that is turned away.
+class UdsReader final : public transport::FramedStreamReader {
 public:
     // Creates the listening socket (and, for drop_oldest, the drain thread).
     static Status create(const Host& host, const TopicParams& params, std::unique_ptr<transport::Reader>& out);
     ~UdsReader() override;
 
-    Status take(SampleBuffer& out, Clock::time_point deadline) noexcept override;
-    void release(SampleBuffer& sample) noexcept override;
     void sync_writers(const std::vector<PeerInfo>& writers) noexcept override;
-    std::uint64_t lost() const noexcept override { return lost_.load(std::memory_order_relaxed); }
-    void interrupt() noexcept override;
 
 private:
-    struct Conn {
-        UniqueFd fd;
-        std::uint64_t writer_id = 0;
-        bool hello = false;
-        bool blocked = false;     // an older connection of the same writer is still open
-        bool registered = false;  // in the epoll set
-        bool doomed = false;      // to be closed after this round of reads (over budget)
+    struct Conn : Stream {
         std::uint64_t frames = 0;  // received: a connection that never sent one goes first
         Clock::time_point active;  // accepted, or its last frame
-        transport::RecvStream in;  // received bytes, in chunks of pool_
     };
-    enum class Parse { frame, incomplete, hello, bad };
-    enum class Recv { frame, timeout, closed, error };
 
     UdsReader(const Host& host, const TopicParams& params);
 
-    Recv receive(SampleBuffer& out, Clock::time_point deadline);
-    bool try_parse_any(SampleBuffer& out);
-    Parse try_parse(Conn& conn, SampleBuffer& out, std::string& why);
-    bool read_conn(Conn& conn);
+    void on_events(std::uint32_t fired) override;
+    bool greet(Stream& stream, std::string& why) override;
+    void on_frame(Stream& stream) override;
+    void on_shed(Stream& stream) override { refuse(stream.fd.get(), Refusal::over_budget); }
+    bool shed_before(const Stream& a, const Stream& b) const noexcept override {
+        return static_cast<const Conn&>(a).active < static_cast<const Conn&>(b).active;
+    }
+    void on_closed(Stream&, bool) override;
+    Clock::time_point wake_by(Clock::time_point deadline) override;
+
     void accept_all();
-    void close_conn(std::size_t index, bool torn);
     void drop_conn(Conn* conn, Refusal why);
     void refuse(int fd, Refusal why);
     Conn* idle_victim();
-    void shed_over_budget();
     bool refuse_with_spare();
     void pause_listening(int err);
     void resume_listening();
-    void consumed(Conn& conn, std::size_t before) noexcept { held_ -= before - conn.in.avail(); }
-    void update_interest();
-    void drain_loop();
 
-    const Host* host_;
-    TopicParams params_;
     std::string path_;
     UniqueFd listen_fd_;
-    UniqueFd wake_fd_;  // eventfd: interrupt() in direct mode, shutdown of the drain thread
-    UniqueFd epoll_fd_;  // wake_fd_, listen_fd_ and every connection not blocked
-    bool threaded_ = false;  // drop_oldest: a drain thread receives
-    std::atomic<bool> interrupted_{false};
-    std::atomic<std::uint64_t> lost_{0};
-
-    // Receive state: used by the thread in take() (direct mode) or by the drain thread.
-    std::vector<std::unique_ptr<Conn>> conns_;
-    std::vector<Conn*> ready_;
-    std::size_t budget_ = 0;  // bytes all connections together may hold unparsed
-    std::size_t held_ = 0;    // bytes they hold now
     uid_t uid_ = 0;           // ours: other uids only when the mode lets group or others in
     UniqueFd spare_fd_;       // given up to accept (and refuse) one connection at EMFILE
     bool listen_paused_ = false;  // out of descriptors: the listening socket is not watched
     Clock::time_point listen_resume_{};
     transport::LogThrottle refuse_log_;
     transport::LogThrottle fd_log_;
-    transport::LogThrottle budget_log_;
-    std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
-    bool interest_dirty_ = false;
-    std::size_t rr_ = 0;
-
-    // Chunks of received bytes; samples point into them. Shared with the drain thread.
-    transport::ChunkPool pool_;
-    // drop_oldest only: the newest `depth` frames, filled by the drain thread.
-    transport::DropOldestRing ring_;
-    std::thread drain_;
 };
 
 class UdsTransport final : public transport::Transport {

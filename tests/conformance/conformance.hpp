@@ -40,19 +40,17 @@ namespace conformance {
 // objects of its own, back-pressure by acknowledgement rather than by a reader's queue.
 bool network(const std::string& transport);
 
-
 using CaseFn = void (*)(const std::string& transport);
 
 struct Case {
     std::string name;
     CaseFn fn;
-    std::vector<std::string> only;  // empty: every transport
 };
 
 std::vector<Case>& registry();
 
 struct Registrar {
-    Registrar(const char* name, CaseFn fn) { registry().push_back({name, fn, {}}); }
+    Registrar(const char* name, CaseFn fn) { registry().push_back({name, fn}); }
 };
 
 #define FERRY_CONF_CAT2(a, b) a##b
@@ -100,7 +98,7 @@ public:
     void expect_no_leftovers(bool after_crash = false) const;
 
 private:
-    std::string transport_, domain_, dir_, config_path_;
+    std::string domain_, dir_, config_path_;
 };
 
 // The runtime directory ferry uses for sockets and FIFOs in this environment.

@@ -20,7 +20,7 @@ std::string runtime_dir() {
 }
 
 Fixture::Fixture(const std::string& transport, const QosOverrides& qos)
-    : transport_(transport), domain_(ferry::test::unique_domain()) {
+    : domain_(ferry::test::unique_domain()) {
     char tmpl[] = "/tmp/ferry-conformance-XXXXXX";
     REQUIRE(::mkdtemp(tmpl) != nullptr);
     dir_ = tmpl;

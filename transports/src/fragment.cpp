@@ -42,50 +42,6 @@ bool unit_header_valid(const UnitHeader& h, std::size_t max_unit_size) noexcept 
 
 // ---------------------------------------------------------------------------------------
 
-ByteBuffer BufferPool::acquire(std::size_t min_capacity) {
-    std::size_t best = free_.size();
-    for (std::size_t i = 0; i < free_.size(); ++i) {
-        if (free_[i].capacity >= min_capacity &&
-            (best == free_.size() || free_[i].capacity < free_[best].capacity)) {
-            best = i;
-        }
-    }
-    if (best != free_.size()) {
-        ByteBuffer b = std::move(free_[best]);
-        free_[best] = std::move(free_.back());
-        free_.pop_back();
-        return b;
-    }
-    // Page multiples so that buffers of nearby sizes are interchangeable.
-    const std::size_t cap = std::max<std::size_t>(4096, (min_capacity + 4095) & ~std::size_t{4095});
-    ByteBuffer b;
-    b.data.reset(new std::byte[cap]);
-    b.capacity = cap;
-    return b;
-}
-
-void BufferPool::recycle(ByteBuffer&& buffer) noexcept {
-    if (!buffer.data) return;
-    if (free_.size() < max_cached_) {
-        if (free_.capacity() < max_cached_) {
-            try {
-                free_.reserve(max_cached_);
-            } catch (...) {
-                return;
-            }
-        }
-        free_.push_back(std::move(buffer));
-        return;
-    }
-    // Full: keep the larger buffers, they serve every request.
-    auto smallest = std::min_element(free_.begin(), free_.end(), [](const ByteBuffer& a, const ByteBuffer& b) {
-        return a.capacity < b.capacity;
-    });
-    if (smallest->capacity < buffer.capacity) *smallest = std::move(buffer);
-}
-
-// ---------------------------------------------------------------------------------------
-
 namespace {
 
 int send_one_unit(std::byte* message, std::size_t size, UnitTarget& t, std::uint64_t writer_id, SendUnitFn send) noexcept {
@@ -484,8 +440,8 @@ FragmentingWriter::FragmentingWriter(const Host& host, TopicParams params, SendU
       params_(std::move(params)),
       send_(send),
       what_(what),
+      loans_(kUnitHeaderSize, params_.max_message_size),
       receivers_(std::make_shared<const ReceiverList>()) {
-    loans_.reserve(4);
     targets_.reserve(16);
 }
 
@@ -497,29 +453,8 @@ Status FragmentingWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
                                            " bytes exceeds max_message_size " +
                                            std::to_string(params_.max_message_size));
     }
-    const std::size_t need = size + kUnitHeaderSize;
     try {
-        std::size_t pick = loans_.size();
-        for (std::size_t i = 0; i < loans_.size(); ++i) {
-            if (loans_[i].in_use) continue;
-            if (loans_[i].buffer.capacity >= need) {
-                pick = i;
-                break;
-            }
-            if (pick == loans_.size()) pick = i;
-        }
-        if (pick == loans_.size()) loans_.emplace_back();
-        Loan& l = loans_[pick];
-        if (l.buffer.capacity < need) {
-            const std::size_t cap = (need + 4095) & ~std::size_t{4095};
-            l.buffer.data.reset();
-            l.buffer.data.reset(new std::byte[cap]);
-            l.buffer.capacity = cap;
-        }
-        l.in_use = true;
-        out.data = l.buffer.data.get() + kUnitHeaderSize;
-        out.capacity = l.buffer.capacity - kUnitHeaderSize;
-        out.handle = pick + 1;
+        loans_.lend(size, out);
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources, std::string(what_) + ": cannot allocate a loan of " +
@@ -527,23 +462,15 @@ Status FragmentingWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
     }
 }
 
-void FragmentingWriter::release(LoanBuffer& buf) noexcept {
-    if (buf.handle >= 1 && buf.handle <= loans_.size()) {
-        Loan& l = loans_[buf.handle - 1];
-        if (l.in_use && l.buffer.data.get() + kUnitHeaderSize == buf.data) l.in_use = false;
-    }
-    buf = LoanBuffer{};
-}
+void FragmentingWriter::release(LoanBuffer& buf) noexcept { loans_.give_back(buf); }
 
 Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
-    if (buf.handle < 1 || buf.handle > loans_.size() || !loans_[buf.handle - 1].in_use ||
-        loans_[buf.handle - 1].buffer.data.get() + kUnitHeaderSize != buf.data) {
+    std::byte* loan = loans_.open_loan(buf);
+    if (loan == nullptr) {
         return Status(Errc::invalid_argument, std::string(what_) + ": commit of a buffer that is not a live loan");
     }
-    Loan& l = loans_[buf.handle - 1];
     if (size > params_.max_message_size || size > buf.capacity) {
-        l.in_use = false;
-        buf = LoanBuffer{};
+        loans_.give_back(buf);
         return Status(Errc::too_large, std::string(what_) + ": message of " + std::to_string(size) +
                                            " bytes exceeds max_message_size " +
                                            std::to_string(params_.max_message_size));
@@ -561,7 +488,7 @@ Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     if (!targets_.empty()) {
         std::size_t broken_before = 0;
         for (const UnitTarget* t : targets_) broken_before += t->broken ? 1 : 0;
-        st = deliver_units(l.buffer.data.get() + kUnitHeaderSize, size, params_.endpoint_id, params_.overflow,
+        st = deliver_units(loan + kUnitHeaderSize, size, params_.endpoint_id, params_.overflow,
                            Clock::now() + params_.block_timeout, targets_, send_, what_);
         std::size_t broken_after = 0;
         std::uint64_t missed = 0;
@@ -574,8 +501,7 @@ Status FragmentingWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
             log(host_, LogLevel::debug, std::string(what_) + ": a reader of " + params_.topic + " is gone");
         }
     }
-    l.in_use = false;
-    buf = LoanBuffer{};
+    loans_.give_back(buf);
     return st;
 }
 

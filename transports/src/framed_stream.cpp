@@ -7,6 +7,7 @@
 #include <new>
 
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,7 +31,7 @@ bool is_retry(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EI
 // ---- FramedWriter ----
 
 FramedWriter::FramedWriter(const Host& host, const TopicParams& params, const FramedWriterOptions& options)
-    : host_(&host), params_(params), options_(options) {}
+    : host_(&host), params_(params), options_(options), loans_(kFrameHeaderSize, params.max_message_size) {}
 
 FramedWriter::~FramedWriter() = default;
 
@@ -46,23 +47,7 @@ Status FramedWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
                                            std::to_string(params_.max_message_size) + " of topic " + params_.topic);
     }
     try {
-        std::size_t index = 0;
-        while (index < slots_.size() && slots_[index].in_use) ++index;
-        if (index == slots_.size()) slots_.emplace_back();
-        Slot& slot = slots_[index];
-        const std::size_t needed = kFrameHeaderSize + size;
-        if (slot.cap < needed) {
-            // Grow geometrically but never past what the topic allows; default-initialised
-            // (not zeroed) so untouched pages of a big buffer cost nothing.
-            std::size_t cap = std::max<std::size_t>({needed, slot.cap * 2, 4096});
-            cap = std::min(cap, kFrameHeaderSize + params_.max_message_size);
-            slot.mem.reset(new std::byte[cap]);
-            slot.cap = cap;
-        }
-        slot.in_use = true;
-        out.data = slot.mem.get() + kFrameHeaderSize;
-        out.capacity = slot.cap - kFrameHeaderSize;
-        out.handle = index + 1;
+        loans_.lend(size, out);
         return Status::ok();
     } catch (...) {
         return Status(Errc::no_resources,
@@ -70,21 +55,11 @@ Status FramedWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
     }
 }
 
-FramedWriter::Slot* FramedWriter::slot_of(const LoanBuffer& buf) noexcept {
-    if (buf.handle == 0 || buf.handle > slots_.size()) return nullptr;
-    Slot& slot = slots_[buf.handle - 1];
-    if (!slot.in_use || buf.data != slot.mem.get() + kFrameHeaderSize) return nullptr;
-    return &slot;
-}
-
-void FramedWriter::release(LoanBuffer& buf) noexcept {
-    if (Slot* slot = slot_of(buf)) slot->in_use = false;
-    buf = LoanBuffer{};
-}
+void FramedWriter::release(LoanBuffer& buf) noexcept { loans_.give_back(buf); }
 
 Status FramedWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
-    Slot* slot = slot_of(buf);
-    if (slot == nullptr) {
+    std::byte* frame = loans_.open_loan(buf);
+    if (frame == nullptr) {
         return Status(Errc::invalid_argument, std::string(options_.name) + ": commit of a buffer that is not an open loan");
     }
     Status result;
@@ -96,13 +71,12 @@ Status FramedWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         } else if (size > buf.capacity) {
             result = Status(Errc::invalid_argument, std::string(options_.name) + ": commit size larger than the loan");
         } else {
-            result = deliver(slot->mem.get(), kFrameHeaderSize + size);
+            result = deliver(frame, kFrameHeaderSize + size);
         }
     } catch (...) {
         result = Status(Errc::internal, std::string(options_.name) + ": commit failed");
     }
-    slot->in_use = false;
-    buf = LoanBuffer{};
+    loans_.give_back(buf);
     return result;
 }
 
@@ -615,6 +589,342 @@ void epoll_set_watched(int epfd, int fd, std::uint64_t tag, bool watch, bool& re
 void signal_eventfd(int fd) noexcept {
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+// ---- FramedStreamReader ----
+
+FramedStreamReader::FramedStreamReader(const Host& host, const TopicParams& params, const FramedReaderOptions& options,
+                                       std::string label)
+    : host_(&host), params_(params), options_(options), label_(std::move(label)), budget_(reader_budget(params)) {}
+
+FramedStreamReader::~FramedStreamReader() { streams_.clear(); }
+
+Status FramedStreamReader::init() {
+    wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_fd_.valid()) {
+        const int err = errno;
+        return os_error(errc_from_errno(err), std::string(options_.name) + ": cannot create eventfd", err);
+    }
+    epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_fd_.valid() || !epoll_watch(epoll_fd_.get(), wake_fd_.get(), kWakeTag)) {
+        const int err = errno;
+        return os_error(errc_from_errno(err), std::string(options_.name) + ": cannot create epoll set", err);
+    }
+    return Status::ok();
+}
+
+void FramedStreamReader::start() {
+    if (params_.overflow != Overflow::drop_oldest) return;
+    pool_.set_shared(true);
+    ring_.init(params_.depth);
+    drain_ = std::thread([this] { drain_loop(); });
+}
+
+void FramedStreamReader::stop() noexcept {
+    if (!drain_.joinable()) return;
+    signal_eventfd(wake_fd_.get());
+    drain_.join();
+}
+
+bool FramedStreamReader::watch(int fd, std::uint64_t tag) noexcept { return epoll_watch(epoll_fd_.get(), fd, tag); }
+
+void FramedStreamReader::unwatch(int fd) noexcept { ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+void FramedStreamReader::interrupt() noexcept {
+    interrupted_.store(true);
+    if (drain_.joinable()) {
+        ring_.close();
+    } else {
+        signal_eventfd(wake_fd_.get());
+    }
+}
+
+Status FramedStreamReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
+    if (interrupted_.load(std::memory_order_relaxed)) {
+        return Status(Errc::closed, std::string(options_.name) + ": reader interrupted");
+    }
+    try {
+        if (drain_.joinable()) return ring_.take(out, deadline, options_.name);
+        switch (receive(out, deadline)) {
+            case Recv::frame: return Status::ok();
+            case Recv::closed: return Status(Errc::closed, std::string(options_.name) + ": reader interrupted");
+            case Recv::would_block: return Status(Errc::would_block, std::string(options_.name) + ": no message");
+            case Recv::timeout:
+                return Status(Errc::timeout, std::string(options_.name) + ": no message before the deadline");
+            case Recv::error: break;
+        }
+        return os_error(Errc::io_error, std::string(options_.name) + ": epoll_wait failed for " + label_, errno);
+    } catch (const std::exception& e) {
+        return Status(Errc::internal, std::string(options_.name) + ": take failed: " + e.what());
+    }
+}
+
+void FramedStreamReader::release(SampleBuffer& sample) noexcept { pool_.release(sample); }
+
+void FramedStreamReader::drain_loop() {
+    SampleBuffer s;
+    for (;;) {
+        Recv r;
+        try {
+            r = receive(s, Clock::now() + std::chrono::hours(24));
+        } catch (const std::exception& e) {
+            log(*host_, LogLevel::error, std::string(options_.name) + ": drain thread of " + label_ + ": " + e.what());
+            continue;
+        }
+        if (r == Recv::closed) return;
+        if (r == Recv::error) {
+            log(*host_, LogLevel::error,
+                std::string(options_.name) + ": drain thread of " + label_ + ": epoll_wait failed: " + std::strerror(errno));
+            return;
+        }
+        if (r == Recv::frame) ring_.push(s, pool_, lost_);
+    }
+}
+
+// With data at hand no clock is read: the deadline only matters once there is nothing to take.
+FramedStreamReader::Recv FramedStreamReader::receive(SampleBuffer& out, Clock::time_point deadline) {
+    epoll_event events[16];
+    bool first_wait = true;
+    bool nonblocking = false;
+    bool idled = false;
+    for (;;) {
+        if (try_parse_any(out)) return Recv::frame;
+        if (options_.read_ahead && last_ != nullptr && ahead_) {
+            // The stream that delivered last is the likeliest to have more: one read, no epoll.
+            Stream* stream = last_;
+            last_ = nullptr;
+            const Read rd = read_stream(*stream);
+            if (rd == Read::data) {
+                last_ = stream;
+                continue;
+            }
+            ahead_ = false;  // the writer is not ahead of us: wait in epoll_wait
+            if (rd == Read::eof) {
+                mark_ended(*stream);
+                continue;
+            }
+        }
+        const auto until = wake_by(deadline);
+        const int timeout = poll_timeout_ms(deadline);
+        if (first_wait) nonblocking = timeout == 0;
+        first_wait = false;
+        const int r = ::epoll_wait(epoll_fd_.get(), events, 16, until < deadline ? poll_timeout_ms(until) : timeout);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return Recv::error;
+        }
+        if (r == 0) {
+            if (timeout == 0 || expired(deadline)) {
+                if (!idled) {
+                    idled = true;
+                    if (on_idle()) continue;
+                }
+                return nonblocking ? Recv::would_block : Recv::timeout;
+            }
+            continue;
+        }
+        std::uint32_t fired = 0;
+        ready_.clear();
+        for (int i = 0; i < r; ++i) {
+            const std::uint64_t tag = events[i].data.u64;
+            if (tag == kWakeTag) return Recv::closed;
+            if (tag <= kMaxMechanismTag) {
+                fired |= std::uint32_t{1} << tag;
+            } else {
+                ready_.push_back(reinterpret_cast<Stream*>(tag));
+            }
+        }
+        for (Stream* stream : ready_) {
+            if (stream->ended) continue;
+            const Read rd = read_stream(*stream);
+            if (rd == Read::data) last_ = stream;
+            if (rd == Read::eof) mark_ended(*stream);
+        }
+        close_finished();
+        if (fired != 0) on_events(fired);
+    }
+}
+
+// Ended streams that hold no whole frame go now (not while ready_ pointed at them), so that
+// what they held is free before the mechanism takes new streams.
+void FramedStreamReader::close_finished() {
+    for (std::size_t i = streams_.size(); i-- > 0;) {
+        Stream* stream = streams_[i].get();
+        const std::size_t avail = stream->in.avail();
+        if (stream->ended && (avail < kFrameHeaderSize || avail < stream->in.need)) close_stream(stream, avail != 0);
+    }
+}
+
+bool FramedStreamReader::try_parse_any(SampleBuffer& out) {
+    for (;;) {
+        // Greetings first and in arrival order: every stream knows its writer, and so whether
+        // it must wait behind an older one, before any frame is taken.
+        bool rescan = false;
+        for (std::size_t i = 0; i < streams_.size() && !rescan; ++i) {
+            Stream& stream = *streams_[i];
+            if (stream.greeted || stream.in.avail() < kFrameHeaderSize) continue;
+            std::string why;
+            if (greet(stream, why)) {
+                stream.greeted = true;
+                interest_dirty_ = true;  // may now be blocked behind an older stream of the same writer
+            } else {
+                drop_bad(&stream, why);
+                rescan = true;
+            }
+        }
+        if (rescan) continue;
+        if (interest_dirty_) update_interest();
+        const std::size_t n = streams_.size();
+        for (std::size_t k = 0; k < n && !rescan; ++k) {
+            const std::size_t i = (rr_ + k) % n;
+            Stream& stream = *streams_[i];
+            if (!stream.greeted || stream.blocked) continue;
+            if (stream.in.avail() < kFrameHeaderSize) {
+                if (stream.ended) {
+                    close_stream(&stream, stream.in.avail() != 0);
+                    rescan = true;
+                }
+                continue;
+            }
+            std::string why;
+            const std::size_t before = stream.in.avail();
+            switch (parse_frame(stream.in, pool_, options_.magic, params_.max_message_size, out, why, lost_)) {
+                case FrameParse::frame:
+                    held_ -= before - stream.in.avail();
+                    rr_ = i + 1;
+                    // More bytes already behind this frame: the writer is ahead of us.
+                    if (stream.in.fill != stream.in.pos) ahead_ = true;
+                    on_frame(stream);
+                    return true;
+                case FrameParse::incomplete:
+                    if (stream.ended) {
+                        close_stream(&stream, true);  // a killed writer's partial frame
+                        rescan = true;
+                    }
+                    break;
+                case FrameParse::bad:
+                    drop_bad(&stream, why);
+                    rescan = true;
+                    break;
+            }
+        }
+        if (!rescan) return false;
+    }
+}
+
+void FramedStreamReader::drop_bad(Stream* stream, const std::string& why) {
+    log(*host_, LogLevel::warn,
+        std::string(options_.name) + ": " + label_ + " drops " + describe(*stream) + ": " + why);
+    close_stream(stream, true, true);
+}
+
+FramedStreamReader::Read FramedStreamReader::read_stream(Stream& stream, std::size_t limit) {
+    RecvStream& in = stream.in;
+    if (held_ >= budget_) shed_over_budget();
+    if (stream.ended) return Read::again;  // shed just now
+    // Never more than the budget has room for: what all streams hold unparsed stays bounded
+    // whatever the writers send, and a reader's memory with it.
+    const std::size_t room = budget_ > held_ ? budget_ - held_ : 0;
+    if (room == 0) return Read::data;  // only whole frames are held: taking them makes room
+    in.prepare_space(pool_);
+    if (in.fill == in.chunk->cap) return Read::data;  // a whole frame is waiting to be parsed
+    const std::size_t len = std::min({in.chunk->cap - in.fill, room, limit});
+    for (;;) {
+        const ssize_t n = ::read(stream.fd.get(), in.chunk->mem.get() + in.fill, len);
+        if (n > 0) {
+            in.fill += static_cast<std::size_t>(n);
+            held_ += static_cast<std::size_t>(n);
+            return Read::data;
+        }
+        if (n == 0) return Read::eof;  // the writer closed its end or died
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? Read::again : Read::eof;
+    }
+}
+
+void FramedStreamReader::consume(Stream& stream, std::size_t n) noexcept {
+    stream.in.pos += n;
+    held_ -= n;
+}
+
+FramedStreamReader::Stream* FramedStreamReader::add_stream(std::unique_ptr<Stream> stream) {
+    if (!epoll_watch(epoll_fd_.get(), stream->fd.get(), reinterpret_cast<std::uint64_t>(stream.get()))) {
+        const int err = errno;
+        stream.reset();
+        errno = err;
+        return nullptr;
+    }
+    stream->registered = true;
+    streams_.push_back(std::move(stream));
+    interest_dirty_ = true;
+    return streams_.back().get();
+}
+
+void FramedStreamReader::mark_ended(Stream& stream) noexcept {
+    stream.ended = true;
+    if (last_ == &stream) last_ = nullptr;
+    interest_dirty_ = true;
+}
+
+void FramedStreamReader::close_stream(Stream* stream, bool torn, bool garbage) {
+    if (torn) lost_.fetch_add(1, std::memory_order_relaxed);
+    if (last_ == stream) last_ = nullptr;
+    const auto it =
+        std::find_if(streams_.begin(), streams_.end(), [&](const auto& s) { return s.get() == stream; });
+    if (it == streams_.end()) return;
+    // Explicitly: a forked child may share the descriptor, and then close() would not
+    // remove it from the epoll set.
+    if (stream->registered) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, stream->fd.get(), nullptr);
+    held_ -= stream->in.avail();
+    stream->in.detach(pool_);
+    std::unique_ptr<Stream> gone = std::move(*it);
+    streams_.erase(it);
+    interest_dirty_ = true;
+    on_closed(*gone, garbage);
+}
+
+// Over budget: the stream holding the most unparsed bytes of an incomplete frame goes (see
+// shed_before for equals): its bytes are dropped and counted as one lost message.
+void FramedStreamReader::shed_over_budget() {
+    while (held_ >= budget_) {
+        Stream* victim = nullptr;
+        for (auto& s : streams_) {
+            Stream& stream = *s;
+            const std::size_t avail = stream.in.avail();
+            if (stream.ended || avail == 0 || (avail >= kFrameHeaderSize && avail >= stream.in.need)) continue;
+            if (victim == nullptr || avail > victim->in.avail() ||
+                (avail == victim->in.avail() && shed_before(stream, *victim))) {
+                victim = &stream;
+            }
+        }
+        if (victim == nullptr) return;  // only whole frames are held: taking them makes room
+        held_ -= victim->in.avail();
+        victim->in.pos = victim->in.fill;
+        lost_.fetch_add(1, std::memory_order_relaxed);
+        mark_ended(*victim);
+        on_shed(*victim);
+        std::uint64_t count = 0;
+        if (budget_log_.due(count)) {
+            log(*host_, LogLevel::warn,
+                std::string(options_.name) + ": " + label_ + " over its buffer budget of " + std::to_string(budget_) +
+                    " bytes: dropped " + std::to_string(count) + " " + options_.stream +
+                    "(s) holding the largest incomplete frame");
+        }
+    }
+}
+
+// A stream waits (is not watched nor parsed) while an older stream of the same writer is
+// open: that keeps per-writer order when a writer opened a new stream while its previous one
+// still held frames.
+void FramedStreamReader::update_interest() {
+    first_of_writer_.clear();
+    for (auto& s : streams_) {
+        Stream& stream = *s;
+        stream.blocked = stream.greeted && !first_of_writer_.insert(stream.writer_id).second;
+        epoll_set_watched(epoll_fd_.get(), stream.fd.get(), reinterpret_cast<std::uint64_t>(&stream),
+                          !stream.blocked && !stream.ended, stream.registered);
+    }
+    interest_dirty_ = false;
 }
 
 }  // namespace ferry::transport

@@ -32,6 +32,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <ferry/transport/buffers.hpp>
 #include <ferry/transport/newest_queue.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
@@ -69,25 +70,6 @@ inline std::uint32_t unit_count(std::size_t size, std::size_t unit_size) noexcep
     const std::size_t cap = unit_size - kUnitHeaderSize;
     return size == 0 ? 1u : static_cast<std::uint32_t>((size + cap - 1) / cap);
 }
-
-// A heap buffer that is not zero-filled (so a claimed size costs nothing until written).
-struct ByteBuffer {
-    std::unique_ptr<std::byte[]> data;
-    std::size_t capacity = 0;
-};
-
-// Keeps a few released buffers so the steady state allocates nothing. acquire() may throw
-// std::bad_alloc.
-class BufferPool {
-public:
-    explicit BufferPool(std::size_t max_cached = 8) : max_cached_(max_cached) {}
-    ByteBuffer acquire(std::size_t min_capacity);
-    void recycle(ByteBuffer&& buffer) noexcept;
-
-private:
-    std::vector<ByteBuffer> free_;
-    std::size_t max_cached_;
-};
 
 // ---------------------------------------------------------------------------------------
 // Writer side
@@ -249,8 +231,7 @@ private:
 // and how to receive a unit; locking, loans, overflow policy, fragmentation, lost counting,
 // drop_oldest draining and interrupt live here.
 
-// A Writer over deliver_units. Loans are heap buffers with unit-header headroom, reused
-// across commits. sync_readers() swaps in a new receiver list (copy-on-write), so a commit
+// A Writer over deliver_units. Loans come from a LoanPool with unit-header headroom. sync_readers() swaps in a new receiver list (copy-on-write), so a commit
 // that is blocked never holds up discovery.
 class FragmentingWriter : public Writer {
 public:
@@ -290,14 +271,9 @@ private:
         UnitTarget target;
     };
     using ReceiverList = std::vector<std::shared_ptr<Receiver>>;
-    struct Loan {
-        ByteBuffer buffer;
-        bool in_use = false;
-    };
-
     SendUnitFn send_;
     const char* what_;
-    std::vector<Loan> loans_;
+    LoanPool loans_;
     std::vector<UnitTarget*> targets_;
     std::atomic<std::uint32_t> messages_{0};
     mutable std::mutex list_mutex_;
@@ -309,7 +285,7 @@ private:
 
 // A Reader over a Reassembler. In block/fail mode take() calls receive() on the caller's
 // thread. In drop_oldest mode a drain thread calls receive() continuously and keeps the
-// newest `depth` messages in a LatestQueue, so the mechanism's queue never stays full and
+// newest `depth` messages in a NewestQueue, so the mechanism's queue never stays full and
 // writers never wait for a reader that stopped taking.
 class FragmentingReader : public Reader {
 public:

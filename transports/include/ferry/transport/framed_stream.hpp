@@ -4,9 +4,12 @@
 // is detected).
 //
 //   FrameHeader    {magic, dropped_before, size} before every message on a stream
-//   FramedWriter   loans with room for the header, and one framed message delivered to many
+//   FramedWriter   loans with room for the header (a LoanPool), and one framed message delivered to many
 //                  streams with the overflow policy (non-blocking put, then one poll on all
 //                  full streams until the deadline; a stream timed out mid-frame is dropped)
+//   FramedStreamReader  its counterpart: many incoming streams in one epoll set, read within a
+//                  budget, parsed in turn, per-writer order kept, drop_oldest by a drain thread;
+//                  a plugin adds only how streams arrive (accept, open) and what ends them
 //   ChunkPool      pooled receive chunks; samples are views into them
 //   RecvStream     receive state of one stream, and parse_frame(): header validated (magic,
 //                  size <= max_message_size) before any room is asked for
@@ -23,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -30,6 +34,7 @@
 #include <poll.h>
 #include <sys/types.h>
 
+#include <ferry/transport/buffers.hpp>
 #include <ferry/transport/newest_queue.hpp>
 #include <ferry/transport/posix.hpp>
 #include <ferry/transport/transport.hpp>
@@ -109,11 +114,6 @@ protected:
     TopicParams params_;
 
 private:
-    struct Slot {
-        std::unique_ptr<std::byte[]> mem;
-        std::size_t cap = 0;
-        bool in_use = false;
-    };
     struct Pending {
         Channel* ch;
         std::size_t sent;
@@ -132,7 +132,6 @@ private:
     void check_refused(Channel& ch);
     void update_count_locked();
     Status deliver(std::byte* frame, std::size_t total);
-    Slot* slot_of(const LoanBuffer& buf) noexcept;
 
     FramedWriterOptions options_;
 
@@ -148,7 +147,7 @@ private:
     // Owned by the thread using the writer.
     std::vector<std::shared_ptr<Channel>> snapshot_;
     std::uint64_t snapshot_generation_ = ~std::uint64_t{0};
-    std::vector<Slot> slots_;
+    LoanPool loans_;
     std::vector<Pending> pending_;
     std::vector<pollfd> pfds_;
 };
@@ -266,5 +265,154 @@ bool epoll_watch(int epfd, int fd, std::uint64_t tag) noexcept;
 void epoll_set_watched(int epfd, int fd, std::uint64_t tag, bool watch, bool& registered) noexcept;
 // Adds one to an eventfd: wakes whoever polls it.
 void signal_eventfd(int fd) noexcept;
+
+// ---- the reader of framed streams ----
+
+// How a plugin's FramedStreamReader words its messages and reads.
+struct FramedReaderOptions {
+    const char* name;    // "uds": prefix of every message
+    std::uint32_t magic;  // of FrameHeader
+    const char* stream;  // "connection": what one writer's stream is called in messages
+    // After a frame with more bytes behind it, the next receive reads that stream once before
+    // it asks epoll_wait (a writer that is ahead of the reader costs no wake-up).
+    bool read_ahead = false;
+};
+
+// The reader counterpart of FramedWriter. It owns the incoming streams (one per writer and
+// reader pair, each a non-blocking descriptor that read() takes bytes from), one epoll set
+// with a wake-up eventfd, the receive chunks and, for drop_oldest, a drain thread that keeps
+// the newest `depth` frames. It reads within reader_budget() (the stream holding the largest
+// incomplete frame is shed when over it), parses the streams round-robin, keeps per-writer
+// order (a newer stream of a writer waits while an older one is open) and delivers the whole
+// frames of a stream that ended before it closes it; a torn frame counts as lost.
+//
+// A plugin supplies the mechanism: it creates its descriptors and adds them with watch()
+// (tags 2..kMaxMechanismTag) and its streams with add_stream(); on_events() is called with
+// the tags that fired; the hooks below say what its streams need beyond that.
+//
+// Threads: take() on one thread at a time (block/fail), or any thread in drop_oldest mode,
+// where the drain thread receives; interrupt() from any thread. Everything protected runs
+// on the receiving thread (the taking thread or the drain thread) unless it says otherwise.
+class FramedStreamReader : public Reader {
+public:
+    ~FramedStreamReader() override;  // a derived destructor calls stop() first
+
+    Status take(SampleBuffer& out, Clock::time_point deadline) noexcept final;
+    void release(SampleBuffer& sample) noexcept final;
+    std::uint64_t lost() const noexcept final { return lost_.load(std::memory_order_relaxed); }
+    void interrupt() noexcept final;
+
+protected:
+    // One writer's stream; a plugin derives its own with what its mechanism needs.
+    struct Stream {
+        virtual ~Stream() = default;
+        UniqueFd fd;  // non-blocking
+        std::uint64_t writer_id = 0;
+        bool greeted = true;      // writer_id is known: false until greet() for a mechanism with a greeting
+        bool blocked = false;     // an older stream of the same writer is still open
+        bool ended = false;       // end of file, or shed: closed once no whole frame is left
+        bool registered = false;  // in the epoll set
+        RecvStream in;            // received bytes, in chunks of pool_
+    };
+    enum class Read { data, again, eof };
+
+    static constexpr std::uint64_t kWakeTag = 1;
+    static constexpr std::uint64_t kMaxMechanismTag = 31;
+
+    // `label` names the reader in messages after the plugin's name ("reader of topic t").
+    FramedStreamReader(const Host& host, const TopicParams& params, const FramedReaderOptions& options,
+                       std::string label);
+
+    // Creates the wake-up eventfd and the epoll set: the start of the plugin's create().
+    Status init();
+    // drop_oldest: starts the drain thread. The end of the plugin's create().
+    void start();
+    // Joins the drain thread: the start of the derived destructor.
+    void stop() noexcept;
+
+    // A descriptor of the mechanism in the epoll set, for EPOLLIN, with tag 2..kMaxMechanismTag.
+    bool watch(int fd, std::uint64_t tag) noexcept;
+    void unwatch(int fd) noexcept;
+    // Takes a new stream and watches it; nullptr (errno set) when it cannot be watched.
+    Stream* add_stream(std::unique_ptr<Stream> stream);
+    // Closes `stream` now; `torn`: it held part of a frame, counted lost; `garbage`: it sent
+    // something that is not a frame (passed on to on_closed).
+    void close_stream(Stream* stream, bool torn, bool garbage = false);
+    // The stream has ended: no more reads; its whole frames are still delivered.
+    void mark_ended(Stream& stream) noexcept;
+    // Reads once from `stream` (at most `limit` bytes), within the budget.
+    Read read_stream(Stream& stream, std::size_t limit = SIZE_MAX);
+    // `n` bytes at the front of the stream's unparsed bytes are used up (a greeting).
+    void consume(Stream& stream, std::size_t n) noexcept;
+    const std::vector<std::unique_ptr<Stream>>& streams() const noexcept { return streams_; }
+    const std::string& label() const noexcept { return label_; }
+    std::size_t budget() const noexcept { return budget_; }
+
+    // ---- the mechanism ----
+    // Bit t of `fired` is set when the descriptor watched with tag t was readable. Streams may
+    // be added and closed here.
+    virtual void on_events(std::uint32_t fired) = 0;
+    // A stream that is not greeted has kFrameHeaderSize bytes or more: read its greeting,
+    // consume() it and set writer_id; false (and `why`) when it is not one.
+    virtual bool greet(Stream&, std::string& why) {
+        why = "unexpected greeting";
+        return false;
+    }
+    // A frame was taken from `stream`.
+    virtual void on_frame(Stream&) {}
+    // `stream` is shed to stay within the budget (its bytes are dropped already).
+    virtual void on_shed(Stream&) {}
+    // Of two streams holding equally many bytes, should `a` be shed before `b`? Default: the
+    // older stream goes.
+    virtual bool shed_before(const Stream&, const Stream&) const noexcept { return false; }
+    // `stream` left the set (its descriptor closes when this returns).
+    virtual void on_closed(Stream&, bool /*garbage*/) {}
+    // When receive() must wake up at the latest, for a deadline of the mechanism's own.
+    virtual Clock::time_point wake_by(Clock::time_point deadline) { return deadline; }
+    // Nothing arrived before the deadline: a last look (once per take); true when there may
+    // be something now.
+    virtual bool on_idle() { return false; }
+    // The stream in a message: "a connection", "FIFO <path>".
+    virtual std::string describe(const Stream&) const { return std::string("a ") + options_.stream; }
+
+    const Host* host_;
+    TopicParams params_;
+
+private:
+    enum class Recv { frame, timeout, would_block, closed, error };
+
+    Recv receive(SampleBuffer& out, Clock::time_point deadline);
+    bool try_parse_any(SampleBuffer& out);
+    void close_finished();
+    void shed_over_budget();
+    void update_interest();
+    void drain_loop();
+    void drop_bad(Stream* stream, const std::string& why);
+
+    FramedReaderOptions options_;
+    std::string label_;
+    UniqueFd wake_fd_;   // eventfd: interrupt() in direct mode, shutdown of the drain thread
+    UniqueFd epoll_fd_;  // wake_fd_, the mechanism's descriptors and every stream not blocked
+    std::atomic<bool> interrupted_{false};
+    std::atomic<std::uint64_t> lost_{0};
+
+    // Receive state: used by the thread in take() (direct mode) or by the drain thread.
+    std::vector<std::unique_ptr<Stream>> streams_;
+    std::vector<Stream*> ready_;
+    std::size_t budget_ = 0;  // bytes all streams together may hold unparsed
+    std::size_t held_ = 0;    // bytes they hold now
+    LogThrottle budget_log_;
+    std::unordered_set<std::uint64_t> first_of_writer_;  // scratch of update_interest()
+    bool interest_dirty_ = false;
+    std::size_t rr_ = 0;
+    Stream* last_ = nullptr;  // read_ahead: the stream that delivered last
+    bool ahead_ = false;      // read_ahead: its writer is ahead, read it before epoll_wait
+
+    // Chunks of received bytes; samples point into them. Shared with the drain thread.
+    ChunkPool pool_;
+    // drop_oldest only: the newest `depth` frames, filled by the drain thread.
+    DropOldestRing ring_;
+    std::thread drain_;
+};
 
 }  // namespace ferry::transport
