@@ -5,16 +5,25 @@
 //   SegmentHeader                        (magic, version, sizes, writer pid, writer futex)
 //   Slot[kSlotCount]                     (one per connected reader: ring head/tail, counters)
 //   rings: kSlotCount * depth * uint32   (slot s owns entries [s*depth, (s+1)*depth))
-//   chunks: chunk_count * chunk_stride   (ChunkHeader + up to max_message_size bytes each)
+//   chunks: chunk_count * ChunkHeader    (mask, size, and where the chunk's bytes live)
+//
+// Chunk data segments "/ferry.<domain>.<writer id>.shm.<serial>", one per chunk, made by the
+// writer when a chunk is first needed or needed larger (sized for the message, not for
+// max_message_size) and removed when the chunk moves to a larger one. The ChunkHeader names
+// the segment (serial) and its size; readers map it when they first meet a sample in it.
+// The writer changes a chunk's segment only while no reader has the chunk queued or held.
 //
 // Reader segment "/ferry.<domain>.<reader id>.sig": one Doorbell, the futex word every
 // writer bumps after queueing a message for that reader.
 //
 // Everything here is read by processes that do not trust each other: a reader recomputes the
 // layout from (depth, max_message_size) and refuses a header that disagrees with it, and every
-// index or size read from shared memory is checked against that local copy before use.
+// index or size read from shared memory is checked against that local copy before use; a data
+// segment is mapped only if its size is what the chunk header says and at most
+// chunk_capacity_for(max_message_size).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +32,7 @@ namespace ferry::shm {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x314d48532d595246ull;   // "FRY-SHM1"
 inline constexpr std::uint64_t kDoorbellMagic = 0x3147494d2d595246ull;  // "FRY-MIG1"
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::uint32_t kSlotCount = 64;  // readers per writer: one bit each in a chunk mask
 inline constexpr std::uint32_t kMaxDepth = 65536;
 inline constexpr std::uint64_t kMaxChunkPayload = std::uint64_t{1} << 30;
@@ -39,6 +48,22 @@ constexpr std::uint32_t chunk_count_for_depth(std::uint32_t depth) noexcept {
     return depth * 2 + 2 * kHeldReserve + 2;
 }
 
+// Bytes of the data segment made for a message of `size` bytes: a power of two (at least a
+// page) up to 1 MiB, above that 1/16 of headroom rounded up to 64 KiB, so that sizes that
+// wander a little do not make a new segment each time; never more than max_message_size needs.
+constexpr std::uint64_t chunk_capacity_for(std::uint64_t size, std::uint64_t max_message_size) noexcept {
+    constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+    constexpr std::uint64_t kGrain = std::uint64_t{64} << 10;
+    std::uint64_t cap = kPage;
+    if (size <= kMiB) {
+        while (cap < size) cap *= 2;
+    } else {
+        cap = (size + size / 16 + kGrain - 1) / kGrain * kGrain;
+    }
+    const std::uint64_t limit = (std::max(size, max_message_size) + kPage - 1) / kPage * kPage;
+    return std::max<std::uint64_t>(kPage, std::min(cap, limit));
+}
+
 enum SlotState : std::uint32_t {
     kSlotFree = 0,
     kSlotActive = 1,   // reader_id is being served
@@ -52,7 +77,6 @@ struct alignas(kCacheLine) SegmentHeader {
     std::uint32_t depth;
     std::uint32_t chunk_count;
     std::uint64_t max_message_size;
-    std::uint64_t chunk_stride;
     std::uint64_t slots_offset;
     std::uint64_t rings_offset;
     std::uint64_t chunks_offset;
@@ -60,6 +84,8 @@ struct alignas(kCacheLine) SegmentHeader {
     std::uint64_t writer_id;
     std::int32_t writer_pid;
     std::atomic<std::uint32_t> writer_closed;
+    // Bumped each time a chunk moves to a new data segment: readers then unmap the old ones.
+    std::atomic<std::uint64_t> rebind_epoch;
     // The writer sleeps on wake_seq while waiting for ring room or a free chunk; readers bump
     // and wake it after a pop or a release, but only while writer_waiting is set.
     alignas(kCacheLine) std::atomic<std::uint32_t> wake_seq;
@@ -82,6 +108,11 @@ struct alignas(kCacheLine) ChunkHeader {
     std::atomic<std::uint64_t> mask;  // bit s: slot s has it queued or holds it as a sample
     std::atomic<std::uint64_t> size;
     std::atomic<std::uint64_t> seq;   // writer's sequence number, for drop_oldest on the pool
+    // The data segment holding this chunk's bytes: "<writer segment name>.<segment>" (0: none
+    // yet), `capacity` bytes long. Written by the writer while the mask is 0, before the chunk
+    // is queued (published by the release store of a ring head).
+    std::atomic<std::uint64_t> segment;
+    std::atomic<std::uint64_t> capacity;
 };
 
 struct alignas(kCacheLine) Doorbell {
@@ -100,7 +131,7 @@ struct Layout {
     std::uint32_t depth = 0;
     std::uint32_t chunk_count = 0;
     std::uint64_t max_message_size = 0;
-    std::uint64_t chunk_stride = 0;
+    std::uint64_t max_capacity = 0;  // largest data segment a chunk may have
     std::uint64_t slots_offset = 0;
     std::uint64_t rings_offset = 0;
     std::uint64_t chunks_offset = 0;
@@ -116,11 +147,11 @@ constexpr bool compute_layout(std::uint32_t depth, std::uint64_t max_message_siz
     l.depth = depth;
     l.chunk_count = chunk_count_for_depth(depth);
     l.max_message_size = max_message_size;
-    l.chunk_stride = round_up(sizeof(ChunkHeader) + max_message_size, kCacheLine);
+    l.max_capacity = chunk_capacity_for(max_message_size, max_message_size);
     l.slots_offset = round_up(sizeof(SegmentHeader), kCacheLine);
     l.rings_offset = l.slots_offset + std::uint64_t{kSlotCount} * sizeof(Slot);
-    l.chunks_offset = round_up(l.rings_offset + std::uint64_t{kSlotCount} * depth * sizeof(std::uint32_t), kPage);
-    l.total_size = l.chunks_offset + std::uint64_t{l.chunk_count} * l.chunk_stride;
+    l.chunks_offset = round_up(l.rings_offset + std::uint64_t{kSlotCount} * depth * sizeof(std::uint32_t), kCacheLine);
+    l.total_size = round_up(l.chunks_offset + std::uint64_t{l.chunk_count} * sizeof(ChunkHeader), kPage);
     out = l;
     return true;
 }
@@ -140,10 +171,7 @@ struct SegmentView {
                std::uint64_t{s} * layout.depth;
     }
     ChunkHeader* chunk(std::uint32_t c) const noexcept {
-        return reinterpret_cast<ChunkHeader*>(base + layout.chunks_offset + std::uint64_t{c} * layout.chunk_stride);
-    }
-    std::byte* chunk_data(std::uint32_t c) const noexcept {
-        return reinterpret_cast<std::byte*>(chunk(c)) + sizeof(ChunkHeader);
+        return reinterpret_cast<ChunkHeader*>(base + layout.chunks_offset) + c;
     }
 };
 

@@ -39,7 +39,12 @@ std::size_t shm_free_bytes() noexcept {
 
 namespace {
 
-std::string mib(std::size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+// "5 MiB", "4.3 MiB", "12 KiB": rounded up, so that it never understates what was needed.
+std::string mib(std::size_t bytes) {
+    if (bytes < (std::size_t{1} << 20)) return std::to_string((bytes + 1023) >> 10) + " KiB";
+    const std::size_t tenths = (bytes * 10 + (std::size_t{1} << 20) - 1) >> 20;
+    return std::to_string(tenths / 10) + (tenths % 10 != 0 ? "." + std::to_string(tenths % 10) : "") + " MiB";
+}
 
 // "/dev/shm (64 MiB, 12 MiB free)"
 std::string shm_space() {
@@ -55,13 +60,13 @@ std::string shm_space() {
 Status create_segment(const std::string& name,
                       std::size_t size,
                       std::uint32_t mode,
-                      Mapping& out) noexcept {
+                      Mapping& out,
+                      const std::string& advice) noexcept {
     try {
         const std::string path = "/" + name;
         if (const std::size_t free = shm_free_bytes(); size > free) {
             return Status(Errc::no_resources, "shm: cannot reserve " + mib(size) + " for segment " + name + " in " +
-                                                  shm_space() +
-                                                  "; lower the topic's max_message_size or depth, or enlarge /dev/shm");
+                                                  shm_space() + "; " + advice);
         }
         UniqueFd fd(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0777));
         if (!fd.valid() && errno == EEXIST) {
@@ -89,7 +94,8 @@ Status create_segment(const std::string& name,
             ::shm_unlink(path.c_str());
             const Errc code = err == ENOSPC || err == ENOMEM || err == EFBIG ? Errc::no_resources
                                                                              : transport::errc_from_errno(err);
-            return transport::os_error(code, "shm: cannot reserve " + mib(size) + " for segment " + name + " in " + space,
+            return transport::os_error(code, "shm: cannot reserve " + mib(size) + " for segment " + name + " in " + space +
+                                                 " (" + advice + ")",
                                        err);
         }
         void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
@@ -101,10 +107,10 @@ Status create_segment(const std::string& name,
     }
 }
 
-Status open_segment(const std::string& name, std::size_t max_size, Mapping& out) noexcept {
+Status open_segment(const std::string& name, std::size_t max_size, Mapping& out, bool writable) noexcept {
     try {
         const std::string path = "/" + name;
-        UniqueFd fd(::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0));
+        UniqueFd fd(::shm_open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0));
         if (!fd.valid()) {
             const int err = errno;
             return transport::os_error(transport::errc_from_errno(err), "shm: cannot open segment " + name, err);
@@ -123,7 +129,7 @@ Status open_segment(const std::string& name, std::size_t max_size, Mapping& out)
                           "shm: segment " + name + " has an implausible size of " + std::to_string(st.st_size) + " bytes");
         }
         const auto size = static_cast<std::size_t>(st.st_size);
-        void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+        void* addr = ::mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd.get(), 0);
         if (addr == MAP_FAILED) {
             const int err = errno;
             return transport::os_error(transport::errc_from_errno(err), "shm: cannot map segment " + name, err);

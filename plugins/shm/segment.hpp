@@ -38,17 +38,20 @@ private:
 // reserves every page (posix_fallocate) and maps it read-write. tmpfs allocates pages on first
 // touch, and a touch that finds the file system full is a SIGBUS, not an error code: with the
 // pages reserved, a full /dev/shm is Errc::no_resources here, naming /dev/shm, its size and
-// free space and what was needed. On failure nothing is left behind. `name` must embed the caller's own endpoint id (pid + serial): an existing
-// object of that name can only be a dead process's leftover, and is replaced.
+// free space and what was needed, then `advice`. On failure nothing is left behind. `name`
+// must embed the caller's own endpoint id (pid + serial): an existing object of that name can
+// only be a dead process's leftover, and is replaced.
 transport::Status create_segment(const std::string& name,
                                  std::size_t size,
                                  std::uint32_t mode,
-                                 Mapping& out) noexcept;
+                                 Mapping& out,
+                                 const std::string& advice = "enlarge /dev/shm") noexcept;
 
-// Opens an existing "/<name>" read-write and maps all of it (at most `max_size` bytes, else
-// Errc::invalid_argument). Errc::closed if it does not exist (yet, or any more),
-// Errc::would_block if it exists but is not sized yet.
-transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out) noexcept;
+// Opens an existing "/<name>" and maps all of it (at most `max_size` bytes, else
+// Errc::invalid_argument), read-write or read-only. Errc::closed if it does not exist (yet,
+// or any more), Errc::would_block if it exists but is not sized yet.
+transport::Status open_segment(const std::string& name, std::size_t max_size, Mapping& out,
+                               bool writable = true) noexcept;
 
 // Bytes free for an unprivileged user in /dev/shm, or SIZE_MAX if unknown.
 std::size_t shm_free_bytes() noexcept;
@@ -66,16 +69,26 @@ inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::ui
     }
 }
 
-// wake_if_waiting for a writer blocked on a full ring: it asked to be woken once `room` entries
-// are free, so a reader draining the ring wakes it once per half ring, not once per message.
-// (The writer re-checks every few milliseconds, so a reader that stops early delays it a little
-// but never strands it.)
+// wake_if_waiting for a caller whose change was a seq_cst read-modify-write (a CAS or
+// fetch_and): a seq_cst RMW and a seq_cst load of `waiting` order against the sleeper's fence
+// as the waker's own fence would, and on x86 the RMW is already the one full barrier, so the
+// hand-over pays no second one (mfence).
+inline void wake_if_waiting_after_rmw(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
+    if (waiting.load(std::memory_order_seq_cst) != 0 && waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        transport::futex_wake_all(seq);
+    }
+}
+
+// wake_if_waiting_after_rmw for a writer blocked on a full ring: it asked to be woken once
+// `room` entries are free, so a reader draining the ring wakes it once per half ring, not once
+// per message. (The writer re-checks every few milliseconds, so a reader that stops early
+// delays it a little but never strands it.) The caller's pop was a seq_cst CAS.
 inline void wake_writer_for_room(std::atomic<std::uint32_t>& seq,
                                  std::atomic<std::uint32_t>& waiting,
                                  std::uint64_t room,
                                  const std::atomic<std::uint32_t>& wanted) noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiting.load(std::memory_order_relaxed) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
+    if (waiting.load(std::memory_order_seq_cst) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
         waiting.exchange(0, std::memory_order_seq_cst) != 0) {
         seq.fetch_add(1, std::memory_order_seq_cst);
         transport::futex_wake_all(seq);

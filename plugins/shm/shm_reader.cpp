@@ -1,5 +1,6 @@
 #include "shm_reader.hpp"
 
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -33,14 +34,14 @@ inline void cpu_relax() noexcept {
 ShmReader::ShmReader(const transport::Host& host,
                      transport::TopicParams params,
                      std::string name,
-                     Mapping doorbell,
-                     std::chrono::nanoseconds spin)
+                     Mapping doorbell)
     : host_(host),
       params_(std::move(params)),
       name_(std::move(name)),
       doorbell_map_(std::move(doorbell)),
       doorbell_(reinterpret_cast<Doorbell*>(doorbell_map_.data())),
-      spin_(spin) {}
+      map_budget_(std::uint64_t{chunk_count_for_depth(std::min(params_.depth, kMaxDepth))} *
+                  chunk_capacity_for(params_.max_message_size, params_.max_message_size)) {}
 
 ShmReader::~ShmReader() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -86,16 +87,18 @@ std::unique_ptr<ShmReader::Attachment> ShmReader::attach(std::uint64_t writer_id
         if (h->version != kLayoutVersion) return refuse("layout version " + std::to_string(h->version));
         Layout l;
         if (h->slot_count != kSlotCount || !compute_layout(h->depth, h->max_message_size, l) ||
-            l.chunk_count != h->chunk_count || l.chunk_stride != h->chunk_stride || l.slots_offset != h->slots_offset ||
+            l.chunk_count != h->chunk_count || l.slots_offset != h->slots_offset ||
             l.rings_offset != h->rings_offset || l.chunks_offset != h->chunks_offset || l.total_size != h->total_size ||
             l.total_size != map.size()) {
             return refuse("header sizes disagree with each other or with the file size");
         }
         auto a = std::make_unique<Attachment>();
         a->writer_id = writer_id;
+        a->name = name;
         a->view = SegmentView{map.data(), l};
         a->map = std::move(map);
         a->held_bits.assign((l.chunk_count + 63) / 64, 0);
+        a->chunk_maps.resize(l.chunk_count);
         return a;
     } catch (...) {
         return nullptr;
@@ -145,8 +148,58 @@ void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
     }
     if (a.slot < 0 || !slot_is_ours(a)) return;  // the writer already took back all of this slot
     const std::uint64_t mine = bit(a.slot);
-    const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_acq_rel);
-    if ((prev & ~mine) == 0) wake_if_waiting(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+    const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_seq_cst);
+    if ((prev & ~mine) == 0) wake_if_waiting_after_rmw(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+}
+
+const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept {
+    const ChunkHeader* ch = a.view.chunk(idx);
+    const std::uint64_t segment = ch->segment.load(std::memory_order_acquire);
+    const std::uint64_t capacity = ch->capacity.load(std::memory_order_relaxed);
+    ChunkMap& m = a.chunk_maps[idx];
+    if (m.segment == segment && m.map && m.map.size() == capacity && size <= capacity) return m.map.data();
+    try {
+        // It is queued for us, so we hold no sample in it: the old mapping can go.
+        a.mapped -= m.map.size();
+        m.map.reset();
+        m.segment = 0;
+        if (segment == 0 || capacity == 0 || capacity > a.view.layout.max_capacity || size > capacity) {
+            bad = "chunk " + std::to_string(idx) + " names data segment " + std::to_string(segment) + " of " +
+                  std::to_string(capacity) + " bytes for a message of " + std::to_string(size);
+            return nullptr;
+        }
+        // What a writer of our own topic could make us map at most: a rogue one (a header with a
+        // huge depth, sparse files) cannot make us map more.
+        if (a.mapped + capacity > map_budget_) unmap_replaced(a);
+        if (a.mapped + capacity > map_budget_) {
+            bad = "its data segments would take more than " + std::to_string(map_budget_) + " bytes of address space";
+            return nullptr;
+        }
+        Mapping map;
+        const std::string name = a.name + "." + std::to_string(segment);
+        if (auto st = open_segment(name, static_cast<std::size_t>(capacity), map, false); !st || map.size() != capacity) {
+            bad = st ? "data segment " + name + " is not " + std::to_string(capacity) + " bytes" : st.message();
+            return nullptr;
+        }
+        m.map = std::move(map);
+        m.segment = segment;
+        a.mapped += capacity;
+        return m.map.data();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+void ShmReader::unmap_replaced(Attachment& a) noexcept {
+    for (std::uint32_t c = 0; c < a.view.layout.chunk_count; ++c) {
+        ChunkMap& m = a.chunk_maps[c];
+        if (!m.map || ((a.held_bits[c / 64] >> (c % 64)) & 1u)) continue;
+        if (a.view.chunk(c)->segment.load(std::memory_order_relaxed) != m.segment) {
+            a.mapped -= m.map.size();
+            m.map.reset();
+            m.segment = 0;
+        }
+    }
 }
 
 bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
@@ -155,6 +208,11 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
         return false;
     }
     const Layout& l = a.view.layout;
+    if (const std::uint64_t epoch = a.view.header()->rebind_epoch.load(std::memory_order_relaxed);
+        epoch != a.rebind_epoch) {
+        a.rebind_epoch = epoch;
+        unmap_replaced(a);
+    }
     Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
     std::atomic<std::uint32_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
     for (std::uint32_t attempt = 0; attempt < 4 * l.depth + 16; ++attempt) {
@@ -169,28 +227,41 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
             continue;
         }
         const std::uint32_t idx = ring[tail % l.depth].load(std::memory_order_relaxed);
-        if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) continue;
+        // Read and map the chunk while the entry is still queued: until our tail moves the
+        // writer keeps the chunk (and its data segment) as it is, even if it is closing and
+        // waits only for our ring to be empty. A failed CAS means the writer dropped the entry
+        // (drop_oldest): nothing of it is ours then, and a mapping made meanwhile just waits.
+        std::string bad;
+        std::uint64_t size = 0;
+        const std::byte* data = nullptr;
+        const bool held = idx < l.chunk_count && ((a.held_bits[idx / 64] >> (idx % 64)) & 1u);
+        if (idx >= l.chunk_count) {
+            bad = "chunk index " + std::to_string(idx) + " out of range";
+        } else if (held) {
+            bad = "chunk " + std::to_string(idx) + " queued again while still held";
+        } else {
+            size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
+            if (size > l.max_message_size || size > params_.max_message_size) {
+                bad = "message size " + std::to_string(size) + " above max_message_size";
+            } else {
+                data = chunk_data(a, idx, size, bad);
+            }
+        }
+        if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_seq_cst)) continue;
         wake_writer_for_room(a.view.header()->wake_seq, a.view.header()->writer_waiting, l.depth - (head - tail - 1),
                              slot->wake_room);
-        if (idx >= l.chunk_count) {
-            drop_corrupt(a, "chunk index " + std::to_string(idx) + " out of range");
-            continue;
-        }
-        if ((a.held_bits[idx / 64] >> (idx % 64)) & 1u) {
-            drop_corrupt(a, "chunk " + std::to_string(idx) + " queued again while still held");
-            continue;
-        }
-        const std::uint64_t size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
-        if (size > l.max_message_size || size > params_.max_message_size) {
-            drop_corrupt(a, "message size " + std::to_string(size) + " above max_message_size");
-            a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
-            ++a.held;
-            give_back(a, idx);
+        if (idx >= l.chunk_count || held) {
+            drop_corrupt(a, bad);
             continue;
         }
         a.held_bits[idx / 64] |= std::uint64_t{1} << (idx % 64);
         ++a.held;
-        out.data = a.view.chunk_data(idx);
+        if (data == nullptr) {
+            drop_corrupt(a, bad);
+            give_back(a, idx);
+            continue;
+        }
+        out.data = data;
         out.size = static_cast<std::size_t>(size);
         out.handle = (std::uint64_t{a.serial} << 32) | idx;
         return true;
@@ -232,6 +303,25 @@ bool ShmReader::try_take_locked(SampleBuffer& out) noexcept {
     return false;
 }
 
+bool ShmReader::poll(SampleBuffer& out, Clock::time_point until) noexcept {
+    // adaptive yields the CPU between polls: with the writer on the same CPU, a poll that only
+    // spun would keep it from running until the time slice ends. spin never yields.
+    const bool yield = params_.wait != transport::TopicParams::Wait::spin;
+    for (std::uint32_t i = 1;; ++i) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (try_take_locked(out)) return true;
+        }
+        if (closed_.load(std::memory_order_relaxed)) return false;
+        if (yield) {
+            ::sched_yield();
+        } else {
+            for (int k = 0; k < 8; ++k) cpu_relax();
+        }
+        if (i % 16 == 0 && Clock::now() >= until) return false;
+    }
+}
+
 Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     auto closed = [] { return Status(Errc::closed, "shm: reader interrupted"); };
     if (closed_.load(std::memory_order_acquire)) return closed();
@@ -241,13 +331,10 @@ Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
     }
     auto now = Clock::now();
     if (deadline <= now) return Status(Errc::would_block, "shm: no message");
-    if (spin_.count() > 0) {
-        const auto spin_end = std::min(deadline, now + spin_);
-        do {
-            for (int i = 0; i < 64; ++i) cpu_relax();
-            std::lock_guard<std::mutex> lock(mu_);
-            if (try_take_locked(out)) return Status::ok();
-        } while (Clock::now() < spin_end && !closed_.load(std::memory_order_relaxed));
+    if (params_.wait == transport::TopicParams::Wait::spin) {
+        if (poll(out, deadline)) return Status::ok();
+    } else if (params_.wait == transport::TopicParams::Wait::adaptive && params_.spin.count() > 0) {
+        if (poll(out, std::min(deadline, now + params_.spin))) return Status::ok();
     }
     for (;;) {
         const std::uint32_t seen = prepare_wait(doorbell_->seq, doorbell_->waiting);

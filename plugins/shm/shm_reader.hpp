@@ -21,8 +21,7 @@ namespace ferry::shm {
 class ShmReader final : public transport::Reader {
 public:
     // `doorbell` is the freshly created and initialised segment `name` (no leading slash).
-    ShmReader(const transport::Host& host, transport::TopicParams params, std::string name, Mapping doorbell,
-              std::chrono::nanoseconds spin);
+    ShmReader(const transport::Host& host, transport::TopicParams params, std::string name, Mapping doorbell);
     ~ShmReader() override;
 
     transport::Status take(transport::SampleBuffer& out, transport::Clock::time_point deadline) noexcept override;
@@ -32,8 +31,14 @@ public:
     void interrupt() noexcept override;
 
 private:
+    // Our read-only mapping of one chunk's data segment.
+    struct ChunkMap {
+        Mapping map;
+        std::uint64_t segment = 0;
+    };
     struct Attachment {
         std::uint64_t writer_id = 0;
+        std::string name;          // of the writer's segment; its data segments are "<name>.<serial>"
         std::uint32_t serial = 0;  // names the attachment in sample handles
         Mapping map;
         SegmentView view;
@@ -41,14 +46,24 @@ private:
         bool gone = false;         // writer no longer registered: drain, then unmap
         std::uint32_t held = 0;    // samples taken and not yet released
         std::vector<std::uint64_t> held_bits;
+        std::vector<ChunkMap> chunk_maps;  // by chunk index
+        std::uint64_t rebind_epoch = 0;    // the writer's, when we last dropped stale maps
+        std::uint64_t mapped = 0;          // bytes of the data segments in chunk_maps
         bool warned = false;
     };
 
     // Opens, validates and maps a writer's segment. Null if it is not there (yet) or refused.
     std::unique_ptr<Attachment> attach(std::uint64_t writer_id, bool& refused) noexcept;
     bool try_take_locked(transport::SampleBuffer& out) noexcept;
+    // wait = adaptive or spin: polls until a message, `until`, or interrupt(). True if taken.
+    bool poll(transport::SampleBuffer& out, transport::Clock::time_point until) noexcept;
     bool find_slot(Attachment& a) noexcept;
     bool pop(Attachment& a, transport::SampleBuffer& out) noexcept;
+    // The bytes of chunk idx (queued for us, not held), mapping its data segment if it is new
+    // to us; null with the reason in `bad` if the chunk header names no valid segment.
+    const std::byte* chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept;
+    // Unmaps data segments the writer has replaced, unless we hold a sample in them.
+    void unmap_replaced(Attachment& a) noexcept;
     bool slot_is_ours(const Attachment& a) const noexcept;
     bool ring_empty(const Attachment& a) const noexcept;
     void give_back(Attachment& a, std::uint32_t idx) noexcept;
@@ -60,7 +75,8 @@ private:
     const std::string name_;
     Mapping doorbell_map_;
     Doorbell* doorbell_;
-    const std::chrono::nanoseconds spin_;
+    // Most bytes of data segments we map per writer: a full pool of our topic's chunks.
+    const std::uint64_t map_budget_;
 
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Attachment>> attachments_;

@@ -4,8 +4,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
@@ -24,22 +22,9 @@ namespace ferry::shm {
 using transport::Errc;
 using transport::Status;
 
-namespace {
-
-// FERRY_SHM_SPIN_US: how long a reader that finds nothing polls before it sleeps on its futex.
-std::chrono::nanoseconds spin_from_env() {
-    const char* v = std::getenv("FERRY_SHM_SPIN_US");
-    if (v == nullptr || *v == '\0') return std::chrono::microseconds(0);
-    const long us = std::strtol(v, nullptr, 10);
-    return std::chrono::microseconds(us < 0 ? 0 : (us > 1000 ? 1000 : us));
-}
-
-}  // namespace
-
 class ShmTransport final : public transport::Transport {
 public:
-    explicit ShmTransport(const transport::Host& host)
-        : host_(host), spin_(spin_from_env()) {}
+    explicit ShmTransport(const transport::Host& host) : host_(host) {}
 
     const char* name() const noexcept override { return "shm"; }
 
@@ -76,14 +61,16 @@ public:
             compute_layout(p.depth, p.max_message_size, layout);
             const std::string name = transport::object_name(p.domain, p.endpoint_id, "shm");
             Mapping segment;
-            if (auto st = create_segment(name, layout.total_size, p.mode, segment); !st) return st;
+            if (auto st = create_segment(name, layout.total_size, p.mode, segment, "lower the topic's depth or enlarge /dev/shm");
+                !st) {
+                return st;
+            }
             auto* h = reinterpret_cast<SegmentHeader*>(segment.data());
             h->version = kLayoutVersion;
             h->slot_count = kSlotCount;
             h->depth = layout.depth;
             h->chunk_count = layout.chunk_count;
             h->max_message_size = layout.max_message_size;
-            h->chunk_stride = layout.chunk_stride;
             h->slots_offset = layout.slots_offset;
             h->rings_offset = layout.rings_offset;
             h->chunks_offset = layout.chunks_offset;
@@ -107,7 +94,7 @@ public:
             Mapping bell;
             if (auto st = create_segment(name, kDoorbellSegmentSize, p.mode, bell); !st) return st;
             reinterpret_cast<Doorbell*>(bell.data())->magic.store(kDoorbellMagic, std::memory_order_release);
-            out = std::make_unique<ShmReader>(host_, p, name, std::move(bell), spin_);
+            out = std::make_unique<ShmReader>(host_, p, name, std::move(bell));
             return Status::ok();
         } catch (const std::bad_alloc&) {
             return Status(Errc::no_resources, "shm: out of memory creating a reader for topic " + p.topic);
@@ -136,7 +123,6 @@ public:
 
 private:
     const transport::Host& host_;
-    const std::chrono::nanoseconds spin_;
 };
 
 }  // namespace ferry::shm

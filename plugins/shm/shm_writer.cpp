@@ -36,37 +36,97 @@ ShmWriter::ShmWriter(const transport::Host& host,
       segment_(std::move(segment)),
       view_{segment_.data(), layout},
       header_(view_.header()),
-      loaned_(layout.chunk_count, 0) {}
+      loaned_(layout.chunk_count, 0),
+      chunks_(layout.chunk_count) {}
 
 ShmWriter::~ShmWriter() {
     std::lock_guard<std::mutex> lock(mu_);
     header_->writer_closed.store(1, std::memory_order_release);
     ::shm_unlink(("/" + name_).c_str());
+    for (const ChunkLocal& c : chunks_) {
+        if (c.map) ::shm_unlink(("/" + data_name(c.serial)).c_str());
+    }
 }
 
 void ShmWriter::warn(const std::string& msg) const noexcept { transport::log(host_, transport::LogLevel::warn, msg); }
 
 std::size_t ShmWriter::reader_count() const noexcept { return reader_count_.load(std::memory_order_relaxed); }
 
-bool ShmWriter::try_claim_chunk(std::uint32_t& idx) noexcept {
+std::string ShmWriter::data_name(std::uint64_t serial) const {
+    return name_ + "." + std::to_string(serial);
+}
+
+Status ShmWriter::bind_chunk(std::uint32_t c, std::size_t size) noexcept {
+    try {
+        ChunkHeader* ch = view_.chunk(c);
+        ChunkLocal& local = chunks_[c];
+        if (local.map) {
+            // Too small now. No reader has it queued or holds it (mask 0): readers unmap their
+            // copy when they see the epoch move or meet the chunk again.
+            local.map.reset();
+            ::shm_unlink(("/" + data_name(local.serial)).c_str());
+            ch->segment.store(0, std::memory_order_relaxed);
+            ch->capacity.store(0, std::memory_order_relaxed);
+            local.serial = 0;
+            header_->rebind_epoch.fetch_add(1, std::memory_order_release);
+        }
+        const std::uint64_t cap = chunk_capacity_for(size, params_.max_message_size);
+        const std::uint64_t serial = ++next_serial_;
+        Mapping map;
+        const std::string advice = "a message of " + std::to_string(size) + " bytes on topic " + params_.topic +
+                                   " needs it; enlarge /dev/shm (docker run --shm-size) or send smaller messages";
+        if (auto st = create_segment(data_name(serial), static_cast<std::size_t>(cap), params_.mode, map, advice); !st) {
+            return st;
+        }
+        local.map = std::move(map);
+        local.serial = serial;
+        ch->capacity.store(cap, std::memory_order_relaxed);
+        ch->segment.store(serial, std::memory_order_release);
+        return Status::ok();
+    } catch (...) {
+        return Status(Errc::no_resources, "shm: out of memory making a chunk for topic " + params_.topic);
+    }
+}
+
+ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::uint32_t& idx, Status& err) noexcept {
     const std::uint32_t n = view_.layout.chunk_count;
+    auto is_free = [&](std::uint32_t c) {
+        return loaned_[c] == 0 && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0;
+    };
+    auto fits = [&](std::uint32_t c) { return chunks_[c].map && chunks_[c].map.size() >= size; };
     // The chunk sent last is still in this core's cache (and mapped in every reader): when the
     // readers are done with it, as in request/reply, reuse it rather than touch a cold one.
-    if (hot_chunk_ < n && loaned_[hot_chunk_] == 0 &&
-        view_.chunk(hot_chunk_)->mask.load(std::memory_order_acquire) == 0) {
+    if (hot_chunk_ < n && fits(hot_chunk_) && is_free(hot_chunk_)) {
         loaned_[hot_chunk_] = 1;
         idx = hot_chunk_;
-        return true;
+        return Claim::ok;
     }
+    std::uint32_t spare = n;  // a free chunk with no data segment yet, else one with too small a one
     for (std::uint32_t i = 0; i < n; ++i) {
         std::uint32_t c = next_chunk_ + i;
         if (c >= n) c -= n;
-        if (loaned_[c] == 0 && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0) {
+        if (!is_free(c)) continue;
+        if (fits(c)) {
             loaned_[c] = 1;
             next_chunk_ = c + 1 == n ? 0 : c + 1;
             idx = c;
-            return true;
+            return Claim::ok;
         }
+        if (spare == n || (chunks_[spare].map && !chunks_[c].map)) spare = c;
+    }
+    if (spare == n) return Claim::dry;
+    if (!may_bind) return Claim::no_space;
+    err = bind_chunk(spare, size);
+    if (!err) return err.code() == Errc::no_resources ? Claim::no_space : Claim::error;
+    loaned_[spare] = 1;
+    next_chunk_ = spare + 1 == n ? 0 : spare + 1;
+    idx = spare;
+    return Claim::ok;
+}
+
+bool ShmWriter::busy_chunk_fits(std::size_t size) const noexcept {
+    for (std::uint32_t c = 0; c < view_.layout.chunk_count; ++c) {
+        if (loaned_[c] == 0 && chunks_[c].map && chunks_[c].map.size() >= size) return true;
     }
     return false;
 }
@@ -77,14 +137,28 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
                                            " exceeds max_message_size " + std::to_string(params_.max_message_size));
     }
     std::uint32_t idx = 0;
-    bool claimed = try_claim_chunk(idx);
+    Status space;  // why no chunk of this size could be made, if that was the trouble
+    const Claim first = claim_chunk(size, true, idx, space);
+    if (first == Claim::error) return space;
+    // /dev/shm cannot hold a new chunk of this size, and none that readers hold now could
+    // carry it once they let it go: waiting cannot help.
+    if (first == Claim::no_space && !busy_chunk_fits(size)) return space;
+    const bool short_of_space = first == Claim::no_space;
+    bool claimed = first == Claim::ok;
+    // Retries: after a failed attempt to make a segment, only chunks that already fit, but a
+    // blocked loan tries again to make one every kAliveCheckPeriod (space may have come back).
+    auto retry = [&](bool may_bind) {
+        Status st;
+        return claim_chunk(size, may_bind, idx, st) == Claim::ok;
+    };
     if (!claimed && params_.overflow == transport::Overflow::drop_oldest) {
         std::lock_guard<std::mutex> lock(mu_);
         for (std::uint64_t i = 0; !claimed && i <= std::uint64_t{kSlotCount} * view_.layout.depth; ++i) {
             if (!drop_oldest_anywhere() && !retire_dead_readers()) break;
-            claimed = try_claim_chunk(idx);
+            claimed = retry(!short_of_space);
         }
         if (!claimed) {
+            if (short_of_space) return space;
             return Status(Errc::no_resources, "shm: every chunk of segment " + name_ +
                                                   " is held as a sample by a reader; release samples sooner or raise depth");
         }
@@ -93,8 +167,8 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
         auto next_alive_check = Clock::now() + kAliveCheckPeriod;
         while (!claimed) {
             const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
-            if ((claimed = try_claim_chunk(idx))) break;
             const auto now = Clock::now();
+            if ((claimed = retry(!short_of_space || now >= next_alive_check))) break;
             if (now >= next_alive_check) {
                 next_alive_check = now + kAliveCheckPeriod;
                 std::lock_guard<std::mutex> lock(mu_);
@@ -105,14 +179,18 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
         }
         header_->writer_waiting.store(0, std::memory_order_relaxed);
         if (!claimed) {
-            return Status(Errc::timeout, "shm: no free chunk in segment " + name_ + " within block_timeout (readers hold " +
-                                             std::to_string(view_.layout.chunk_count) + " chunks)");
+            std::string why = "shm: no free chunk in segment " + name_ + " within block_timeout (readers hold " +
+                              std::to_string(view_.layout.chunk_count) + " chunks)";
+            if (short_of_space) why += "; no new one either: " + space.message();
+            return Status(Errc::timeout, why);
         }
     } else if (!claimed) {
-        return Status(Errc::would_block, "shm: every chunk of segment " + name_ + " is in use by readers");
+        std::string why = "shm: every chunk of segment " + name_ + " is in use by readers";
+        if (short_of_space) why += "; no new one either: " + space.message();
+        return Status(Errc::would_block, why);
     }
-    out.data = view_.chunk_data(idx);
-    out.capacity = params_.max_message_size;
+    out.data = chunks_[idx].map.data();
+    out.capacity = chunks_[idx].map.size();
     out.handle = (kLoanTag << 32) | idx;
     return Status::ok();
 }
@@ -120,7 +198,7 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
 bool ShmWriter::loan_handle_ok(const LoanBuffer& buf, std::uint32_t& idx) const noexcept {
     if ((buf.handle >> 32) != kLoanTag) return false;
     idx = static_cast<std::uint32_t>(buf.handle);
-    return idx < view_.layout.chunk_count && loaned_[idx] != 0 && buf.data == view_.chunk_data(idx);
+    return idx < view_.layout.chunk_count && loaned_[idx] != 0 && buf.data == chunks_[idx].map.data();
 }
 
 void ShmWriter::release(LoanBuffer& buf) noexcept {
@@ -142,6 +220,11 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         loaned_[idx] = 0;
         return Status(Errc::too_large, "shm: message of " + std::to_string(size) + " bytes on topic " + params_.topic +
                                            " exceeds max_message_size " + std::to_string(params_.max_message_size));
+    }
+    if (size > chunks_[idx].map.size()) {
+        loaned_[idx] = 0;
+        return Status(Errc::invalid_argument, "shm: commit of " + std::to_string(size) + " bytes from a loan of " +
+                                                  std::to_string(chunks_[idx].map.size()));
     }
     ChunkHeader* chunk = view_.chunk(idx);
     chunk->size.store(size, std::memory_order_relaxed);

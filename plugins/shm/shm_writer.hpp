@@ -44,8 +44,22 @@ private:
         Doorbell* doorbell = nullptr;
     };
     enum class Room { ok, full, gone };
+    // The writer's side of a chunk's data segment.
+    struct ChunkLocal {
+        Mapping map;              // empty: no data segment yet
+        std::uint64_t serial = 0;  // names it: data_name(serial)
+    };
+    enum class Claim { ok, dry, no_space, error };
 
-    bool try_claim_chunk(std::uint32_t& idx) noexcept;
+    // Loans a free chunk that holds `size` bytes; failing that, gives a free chunk a data
+    // segment of that size (if `may_bind`). dry: no chunk is free; no_space / error: making
+    // the segment failed (`err`: no_resources for a full /dev/shm).
+    Claim claim_chunk(std::size_t size, bool may_bind, std::uint32_t& idx, transport::Status& err) noexcept;
+    // Replaces chunk c's data segment (c is free) by a new one sized for `size`.
+    transport::Status bind_chunk(std::uint32_t c, std::size_t size) noexcept;
+    // True if a chunk readers still hold could carry `size` bytes once they let it go.
+    bool busy_chunk_fits(std::size_t size) const noexcept;
+    std::string data_name(std::uint64_t serial) const;
     bool loan_handle_ok(const transport::LoanBuffer& buf, std::uint32_t& idx) const noexcept;
     // Pops the oldest entry of slot s's ring and clears s's bit on that chunk. Needs mu_.
     bool drop_oldest_entry(std::uint32_t s) noexcept;
@@ -70,6 +84,8 @@ private:
 
     // Used by the writing thread only.
     std::vector<std::uint8_t> loaned_;
+    std::vector<ChunkLocal> chunks_;
+    std::uint64_t next_serial_ = 0;
     std::uint32_t next_chunk_ = 0;
     std::uint32_t hot_chunk_ = UINT32_MAX;
     std::uint64_t seq_ = 0;

@@ -213,6 +213,25 @@ TEST_CASE("only a regular file of at most 1 MiB is read as a config", "[config]"
     }
 }
 
+TEST_CASE("wait and spin_us: adaptive by default, per rule, and bad values name the line", "[config]") {
+    CHECK(Config().resolve("any").qos.wait == "adaptive");
+    CHECK(Config().resolve("any").qos.spin_us == 50);
+    const auto sut = Config::parse("[defaults]\nwait = \"sleep\"\n[[topic]]\nmatch = \"fast/*\"\nwait = \"spin\"\n"
+                                   "[[topic]]\nmatch = \"tuned\"\nwait = \"adaptive\"\nspin_us = 200\n",
+                                   "test.toml");
+    CHECK(sut.resolve("slow").qos.wait == "sleep");
+    CHECK(sut.resolve("fast/x").qos.wait == "spin");
+    CHECK(sut.resolve("tuned").qos.wait == "adaptive");
+    CHECK(sut.resolve("tuned").qos.spin_us == 200);
+    CHECK(sut.resolve("slow").qos.spin_us == 50);
+    CHECK_THAT(error_of("[defaults]\ntransport = \"shm\"\nwait = \"busy\"\n"),
+               Catch::Contains("test.toml:3:") && Catch::Contains("adaptive, sleep, spin"));
+    CHECK_THAT(error_of("[defaults]\nwait = 1\n"), Catch::Contains("test.toml:2:") && Catch::Contains("'wait'"));
+    CHECK_THAT(error_of("[defaults]\nspin_us = -1\n"), Catch::Contains("test.toml:2:") && Catch::Contains("spin_us"));
+    CHECK_THAT(error_of("[defaults]\nspin_us = 10001\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("0 to 10000"));
+}
+
 TEST_CASE("reader_buffer_budget is a size, per rule, and bad values name the line", "[config]") {
     const auto sut = Config::parse("[defaults]\nreader_buffer_budget = \"32MiB\"\n[[topic]]\nmatch = \"big/*\"\n"
                                    "reader_buffer_budget = 1073741824\n",

@@ -10,14 +10,17 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include <ferry/error.hpp>
 #include <ferry/transport/naming.hpp>
@@ -187,6 +190,88 @@ TEST_CASE("a full /dev/shm is a clear no_resources error when the registry is cr
         return 0;
     });
     CHECK(child.wait(10000ms) == 0);  // not 128 + SIGBUS
+}
+
+TEST_CASE("shm with the default config in Docker's 64 MiB /dev/shm: 64 B and 4 MiB topics work, a full one is a clear error", "[shm][multiprocess][containers]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: a private tmpfs on /dev/shm needs root (a mount namespace); run the suite as root to check this");
+        return;
+    }
+    const auto domain = ferry::test::unique_domain();
+    char tmpl[] = "/tmp/ferry-shm64-XXXXXX";
+    const int cfg_fd = ::mkstemp(tmpl);
+    REQUIRE(cfg_fd >= 0);
+    const std::string config = tmpl;
+    const std::string text = "# every QoS key at its default, on shm\n[defaults]\ntransport = \"shm\"\n";
+    REQUIRE(::write(cfg_fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(cfg_fd);
+    auto env = env_for(domain);
+    env["FERRY_CONFIG"] = config;
+    // Exit codes say which step failed; a SIGBUS anywhere would show as 128+7 in a child's code.
+    // Forked before any thread: unshare(CLONE_NEWNS) needs a single-threaded process.
+    auto child = ferry::test::Child::fork([&] {
+        if (::unshare(CLONE_NEWNS) != 0) return 10;
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 11;
+        if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64m,mode=1777") != 0) return 12;
+        auto report = [](const char* what, ferry::test::Child& c, int code) {
+            std::fprintf(stderr, "%s exited %d:\n%s\n", what, code, c.output().c_str());
+        };
+        // A pair per topic: the talker publishes as fast as the listener takes (no rate limit).
+        auto pair = [&](const std::string& topic, const std::string& size, const std::string& count) {
+            auto listener = ferry::test::Child::spawn(
+                {ferry::test::bin_path("listener"), "--topic", topic, "--count", count, "--timeout", "30"}, env);
+            auto talker = ferry::test::Child::spawn({ferry::test::bin_path("talker"), "--topic", topic, "--count", count,
+                                                     "--size", size, "--wait-subscribers", "1", "--wait-timeout", "20"},
+                                                    env);
+            const int t = talker.wait(40000ms), l = listener.wait(40000ms);
+            if (t != 0) report("talker", talker, t);
+            if (l != 0) report("listener", listener, l);
+            return t == 0 && l == 0;
+        };
+        if (!pair("small", "64", "2000")) return 1;
+        if (!pair("camera", std::to_string(4u << 20), "200")) return 2;
+        if (!ferry::test::leftovers("/dev/shm", domain).empty()) return 3;
+
+        // Now fill /dev/shm up to 3 MiB: a 4 MiB message cannot have a chunk any more.
+        const int fill = ::open("/dev/shm/filler", O_CREAT | O_WRONLY, 0600);
+        if (fill < 0) return 4;
+        std::vector<char> block(1u << 20, 'x');
+        for (;;) {
+            struct statvfs st {};
+            if (::statvfs("/dev/shm", &st) != 0) return 5;
+            if (static_cast<unsigned long long>(st.f_bavail) * st.f_frsize < (4u << 20)) break;
+            if (::write(fill, block.data(), block.size()) != static_cast<ssize_t>(block.size())) return 6;
+        }
+        ::close(fill);
+        // One listener, two talkers on its topic: the 4 MiB one fails at each loan with the
+        // reason, the 64 B one is received in full by the same listener.
+        auto listener = ferry::test::Child::spawn(
+            {ferry::test::bin_path("listener"), "--topic", "camera", "--count", "100", "--timeout", "30"}, env);
+        auto big = ferry::test::Child::spawn({ferry::test::bin_path("talker"), "--topic", "camera", "--count", "5",
+                                              "--size", std::to_string(4u << 20), "--wait-subscribers", "1",
+                                              "--wait-timeout", "20"},
+                                             env);
+        const int b = big.wait(40000ms);
+        const std::string out = big.output();
+        if (b != 1 || out.find("sent 0 failed 5") == std::string::npos ||
+            out.find("cannot reserve ") == std::string::npos || out.find("/dev/shm (64 MiB, ") == std::string::npos ||
+            out.find("enlarge /dev/shm") == std::string::npos) {
+            report("4 MiB talker in a full /dev/shm", big, b);
+            return 7;
+        }
+        auto small = ferry::test::Child::spawn({ferry::test::bin_path("talker"), "--topic", "camera", "--count", "100",
+                                                "--size", "64", "--wait-subscribers", "1", "--wait-timeout", "20"},
+                                               env);
+        const int s = small.wait(40000ms), l = listener.wait(40000ms);
+        if (s != 0) report("64 B talker", small, s);
+        if (l != 0) report("listener", listener, l);
+        if (s != 0 || l != 0) return 8;
+        ::unlink("/dev/shm/filler");
+        if (!ferry::test::leftovers("/dev/shm", domain).empty()) return 9;
+        return 0;
+    });
+    CHECK(child.wait(120000ms) == 0);
+    ::unlink(config.c_str());
 }
 
 TEST_CASE("a registry file created first by another uid is reported as theirs", "[registry][security][multiprocess]") {

@@ -229,51 +229,91 @@ TEST_CASE("shm reports zero copy and refuses impossible parameters", "[shm]") {
     CHECK(w == nullptr);
 }
 
-TEST_CASE("shm segment too big for /dev/shm is refused with a clear message", "[shm]") {
+// The bytes of /dev/shm objects of `domain`, by st_blocks (what tmpfs really holds).
+std::uint64_t shm_bytes(const std::string& domain) {
+    std::uint64_t total = 0;
+    for (const auto& name : ferry::test::leftovers("/dev/shm", domain)) {
+        struct stat st {};
+        if (::stat(("/dev/shm/" + name).c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    }
+    return total;
+}
+
+TEST_CASE("shm max_message_size is a limit, not a reservation: chunks are sized for what is sent", "[shm]") {
     World world;
-    auto p = world.params(Overflow::block, ferry::shm::kMaxDepth, ferry::shm::kMaxChunkPayload);
-    std::unique_ptr<Writer> w;
-    const Status st = world.transport().create_writer(p, w);
-    REQUIRE(st.code() == Errc::no_resources);
-    CHECK(st.message().find("/dev/shm") != std::string::npos);
-    CHECK(st.message().find("max_message_size") != std::string::npos);
+    // The largest topic shm allows: a writer costs its rings and chunk table, no chunk data.
+    auto big = world.params(Overflow::block, 1024, ferry::shm::kMaxChunkPayload);
+    {
+        auto w = world.writer(big);
+        CHECK(shm_bytes(world.domain) < (1u << 20));
+    }
+    CHECK(world.leftovers().empty());
+    // Default-like topic (depth 16, 16 MiB): 64 B messages use a page per chunk in use.
+    auto pair = connected(world, Overflow::block, 16, std::size_t{16} << 20);
+    for (std::uint64_t i = 0; i < 100; ++i) {
+        REQUIRE(publish(*pair.w, i, 64));
+        std::uint64_t seq = 0;
+        REQUIRE(receive(*pair.r, seq, in(1000ms)));
+        CHECK(seq == i);
+    }
+    const std::uint64_t small = shm_bytes(world.domain);
+    CHECK(small < (1u << 20));
+    // A larger message gets a larger chunk (a new segment), mapped by the reader as it meets it.
+    for (std::uint64_t i = 0; i < 20; ++i) {
+        REQUIRE(publish(*pair.w, i, 3u << 20));
+        std::uint64_t seq = 0;
+        std::size_t size = 0;
+        REQUIRE(receive(*pair.r, seq, in(1000ms), &size));
+        CHECK(seq == i);
+        CHECK(size == (3u << 20));
+    }
+    // Only the chunks in use grew; the replaced small segments are gone.
+    CHECK(shm_bytes(world.domain) < (16u << 20));
+    CHECK(pair.r->lost() == 0);
+    pair.w.reset();
+    pair.r.reset();
     CHECK(world.leftovers().empty());
 }
 
-TEST_CASE("shm: a full /dev/shm is no_resources at advertise, never SIGBUS, and others go on", "[shm][exhaustion]") {
+TEST_CASE("shm: a full /dev/shm is no_resources at loan, never SIGBUS, and others go on", "[shm][exhaustion]") {
     if (::geteuid() != 0) {
         WARN("skipped: a private tmpfs on /dev/shm needs root");
         return;
     }
     World world;
-    // In a private mount namespace /dev/shm is a 6 MiB tmpfs: two segments of ~4 MiB each fit
-    // alone, not together. Exit codes say which step failed; a signal would show as 128+n.
+    // In a private mount namespace /dev/shm is a 6 MiB tmpfs: one chunk of 4 MiB fits, two do
+    // not. Exit codes say which step failed; a signal would show as 128+n.
     Child child = Child::fork([&]() -> int {
         if (::unshare(CLONE_NEWNS) != 0) return 2;
         if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 3;
         if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=6m,mode=1777") != 0) return 4;
-        const std::size_t max = 256 * 1024;  // depth 2: chunk_count_for_depth(2) = 14 chunks, ~3.6 MiB
+        const std::size_t max = 4u << 20;
         auto wp1 = world.params(Overflow::block, 2, max);
         auto wp2 = world.params(Overflow::block, 2, max);
         auto rp = world.params(Overflow::block, 2, max);
         std::unique_ptr<Writer> w1, w2;
         if (!world.transport().create_writer(wp1, w1)) return 5;
-        const Status st = world.transport().create_writer(wp2, w2);
-        if (st.code() != Errc::no_resources || w2 != nullptr) return 6;
+        if (!world.transport().create_writer(wp2, w2)) return 6;  // a writer alone costs a few KiB
+        LoanBuffer held;
+        if (!w1->loan(max, held)) return 7;
+        LoanBuffer none;
+        const Status st = w2->loan(max, none);
+        if (st.code() != Errc::no_resources) return 8;
         const std::string& m = st.message();
-        if (m.find("/dev/shm (6 MiB") == std::string::npos || m.find("cannot reserve") == std::string::npos ||
+        if (m.find("/dev/shm (6 MiB") == std::string::npos || m.find("cannot reserve 4 MiB") == std::string::npos ||
             m.find(" MiB free)") == std::string::npos) {
             std::fprintf(stderr, "unexpected message: %s\n", m.c_str());
-            return 7;
+            return 9;
         }
-        if (shm_exists(world.domain, wp2.endpoint_id, "shm")) return 8;  // nothing left behind
+        w1->release(held);
+        w2.reset();
         // The first publisher goes on, to a subscriber made after the refusal.
         auto r = world.reader(rp);
         connect(*w1, wp1, *r, rp);
         for (std::uint64_t i = 0; i < 20; ++i) {
-            if (!publish(*w1, i, max)) return 9;
+            if (!publish(*w1, i, max)) return 10;
             std::uint64_t seq = 0;
-            if (!receive(*r, seq, in(5000ms)) || seq != i) return 10;
+            if (!receive(*r, seq, in(5000ms)) || seq != i) return 11;
         }
         return 0;
     });
@@ -299,7 +339,11 @@ TEST_CASE("shm objects are created with the configured mode and removed on destr
         std::uint64_t seq = 0;
         REQUIRE(receive(*r, seq, in(1000ms)));
         CHECK(seq == 1);
-        CHECK(world.leftovers().size() == 2);
+        // The chunk's data segment, made by the first loan.
+        REQUIRE(::stat(("/dev/shm/" + ferry::transport::object_name(world.domain, wp.endpoint_id, "shm") + ".1").c_str(),
+                       &st) == 0);
+        CHECK((st.st_mode & 0777) == 0600);
+        CHECK(world.leftovers().size() == 3);
     }
     CHECK(world.leftovers().empty());
 }
@@ -592,6 +636,61 @@ TEST_CASE("shm take honours deadlines, try-take and sleeps without burning CPU",
     late.join();
 }
 
+TEST_CASE("shm wait modes: adaptive polls spin_us then sleeps, sleep never polls, spin polls to the deadline", "[shm]") {
+    using Wait = TopicParams::Wait;
+    World world;
+    // Per mode: the CPU a 200 ms take() that finds nothing costs its thread, and a message
+    // published by another thread while it waits is still taken.
+    struct Run {
+        double idle_cpu_ms;
+        long sleeps;  // voluntary context switches: the thread blocked (futex), not just yielded
+        bool got_late_message;
+    };
+    auto voluntary_switches = [] {
+        struct rusage ru {};
+        ::getrusage(RUSAGE_THREAD, &ru);
+        return ru.ru_nvcsw;
+    };
+    auto run = [&](Wait mode, std::chrono::microseconds spin) {
+        auto wp = world.params();
+        auto rp = world.params();
+        rp.wait = mode;
+        rp.spin = spin;
+        auto w = world.writer(wp);
+        auto r = world.reader(rp);
+        connect(*w, wp, *r, rp);
+        SampleBuffer s;
+        const double cpu0 = thread_cpu_ms();
+        const long sw0 = voluntary_switches();
+        CHECK(r->take(s, in(200ms)).code() == Errc::timeout);
+        Run out{thread_cpu_ms() - cpu0, voluntary_switches() - sw0, false};
+        std::thread late([&] {
+            std::this_thread::sleep_for(20ms);
+            publish(*w, 5, 64);
+        });
+        std::uint64_t seq = 0;
+        out.got_late_message = receive(*r, seq, in(5000ms)) && seq == 5;
+        late.join();
+        return out;
+    };
+    const Run sleep = run(Wait::sleep, 50us);
+    const Run adaptive = run(Wait::adaptive, 1000us);
+    const Run spin = run(Wait::spin, 50us);
+    CHECK(sleep.got_late_message);
+    CHECK(adaptive.got_late_message);
+    CHECK(spin.got_late_message);
+    INFO("CPU of a 200 ms idle take: sleep " << sleep.idle_cpu_ms << " ms, adaptive(1 ms) " << adaptive.idle_cpu_ms
+                                             << " ms, spin " << spin.idle_cpu_ms << " ms; blocked " << sleep.sleeps
+                                             << ", " << adaptive.sleeps << ", " << spin.sleeps << " times");
+    CHECK(sleep.idle_cpu_ms < 15.0);
+    CHECK(adaptive.idle_cpu_ms < 15.0);  // 1 ms of polling, then asleep
+    CHECK(sleep.sleeps >= 1);
+    CHECK(adaptive.sleeps >= 1);
+    // Polled the whole 200 ms without ever blocking (however little CPU a loaded machine gave it).
+    CHECK(spin.sleeps == 0);
+    CHECK(spin.idle_cpu_ms > sleep.idle_cpu_ms);
+}
+
 TEST_CASE("shm interrupt makes a blocked take and every later one return closed", "[shm][conformance]") {
     World world;
     auto r = world.reader(world.params());
@@ -615,7 +714,8 @@ TEST_CASE("shm zero copy: the reader's sample lies in its mapping of the writer'
     World world;
     const std::size_t size = 4u << 20;
     auto wp = world.params(Overflow::block, 4, size);
-    const std::string seg_path = "/dev/shm/" + ferry::transport::object_name(world.domain, wp.endpoint_id, "shm");
+    // The data segment of the first chunk the writer makes.
+    const std::string seg_path = "/dev/shm/" + ferry::transport::object_name(world.domain, wp.endpoint_id, "shm") + ".1";
     int ready[2];
     REQUIRE(::pipe(ready) == 0);
     Child reader = Child::fork([&] {
@@ -880,7 +980,11 @@ TEST_CASE("shm SIGKILLed writer mid-stream: no torn message, a new writer is rec
     }
     CHECK(torn == 0);
     r->sync_writers({});  // the registry forgets the dead writer
-    ::shm_unlink(("/" + ferry::transport::object_name(world.domain, wid, "shm")).c_str());
+    // What the core's cleanup of a dead process does: its segment and its chunks' segments.
+    const std::string dead = ferry::transport::object_name(world.domain, wid, "shm");
+    for (const auto& name : ferry::test::leftovers("/dev/shm", world.domain)) {
+        if (name.compare(0, dead.size(), dead) == 0) ::shm_unlink(("/" + name).c_str());
+    }
 
     auto wp = world.params(Overflow::drop_oldest, 8, size);
     auto w = world.writer(wp);
@@ -929,7 +1033,7 @@ TEST_CASE("shm rogue writer: scribbled headers are refused, garbage is dropped, 
 
     // 4. A well-formed header whose ring and chunks hold garbage for our reader.
     ferry::shm::Layout l;
-    REQUIRE(ferry::shm::compute_layout(4, 4096, l));
+    REQUIRE(ferry::shm::compute_layout(8, 4096, l));
     const auto rogue_id = ferry::transport::make_endpoint_id(::getpid(), 904);
     std::byte* rogue = make_segment(rogue_id, l.total_size);
     REQUIRE(rogue != nullptr);
@@ -940,7 +1044,6 @@ TEST_CASE("shm rogue writer: scribbled headers are refused, garbage is dropped, 
     h->depth = l.depth;
     h->chunk_count = l.chunk_count;
     h->max_message_size = l.max_message_size;
-    h->chunk_stride = l.chunk_stride;
     h->slots_offset = l.slots_offset;
     h->rings_offset = l.rings_offset;
     h->chunks_offset = l.chunks_offset;
@@ -949,24 +1052,49 @@ TEST_CASE("shm rogue writer: scribbled headers are refused, garbage is dropped, 
     auto* slot = v.slot(5);
     slot->reader_id.store(rp.endpoint_id);
     slot->state.store(ferry::shm::kSlotActive);
+    // Chunk data segments: "<segment name>.<serial>".
+    const std::string rogue_name = ferry::transport::object_name(world.domain, rogue_id, "shm");
+    auto make_data = [&](std::uint64_t serial, std::size_t size) {
+        const std::string name = "/" + rogue_name + "." + std::to_string(serial);
+        const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+        const bool ok = fd >= 0 && ::ftruncate(fd, static_cast<off_t>(size)) == 0;
+        if (fd >= 0) ::close(fd);
+        return ok;
+    };
+    REQUIRE(make_data(1, 4096));
+    REQUIRE(make_data(2, 8192));
     v.ring(5)[0].store(123456);                   // index out of range
     v.ring(5)[1].store(0);
     v.chunk(0)->size.store(std::uint64_t{1} << 40);  // size out of range
     v.ring(5)[2].store(1);
     v.chunk(1)->size.store(10);                    // plausible: delivered as 10 bytes
+    v.chunk(1)->segment.store(1);
+    v.chunk(1)->capacity.store(4096);
+    v.ring(5)[3].store(2);
+    v.chunk(2)->size.store(10);
+    v.chunk(2)->segment.store(2);
+    v.chunk(2)->capacity.store(std::uint64_t{1} << 40);  // a data segment far above max_message_size
+    v.ring(5)[4].store(3);
+    v.chunk(3)->size.store(10);
+    v.chunk(3)->segment.store(77);  // does not exist
+    v.chunk(3)->capacity.store(4096);
+    v.ring(5)[5].store(4);
+    v.chunk(4)->size.store(10);
+    v.chunk(4)->segment.store(2);
+    v.chunk(4)->capacity.store(4096);  // the file is 8192 bytes: refused, not mapped in part
     slot->tail.store(0);
-    slot->head.store(3);
+    slot->head.store(6);
 
     r->sync_writers({peer(junk_id), peer(liar_id), peer(tiny_id), peer(rogue_id), peer(gp)});
     SampleBuffer s;
     REQUIRE(r->take(s, past()));
     CHECK(s.size == 10);
     r->release(s);
-    CHECK(r->lost() == 2);
     CHECK(r->take(s, past()).code() == Errc::would_block);
+    CHECK(r->lost() == 5);
     slot->head.store(1000);  // more entries than the ring has
     CHECK(r->take(s, past()).code() == Errc::would_block);
-    CHECK(r->lost() == 3);
+    CHECK(r->lost() == 6);
 
     for (std::uint64_t i = 0; i < 50; ++i) {
         REQUIRE(publish(*good, i, 4096));
@@ -982,6 +1110,8 @@ TEST_CASE("shm rogue writer: scribbled headers are refused, garbage is dropped, 
     for (auto id : {junk_id, liar_id, tiny_id, rogue_id}) {
         ::shm_unlink(("/" + ferry::transport::object_name(world.domain, id, "shm")).c_str());
     }
+    ::shm_unlink(("/" + rogue_name + ".1").c_str());
+    ::shm_unlink(("/" + rogue_name + ".2").c_str());
     good.reset();
     r.reset();
     CHECK(world.leftovers().empty());

@@ -450,7 +450,16 @@ TEST_CASE("config check validates a file and shows what topics resolve to", "[to
                 "overflow = \"drop_oldest\"\n";
         std::ofstream bad(dir + "/bad.toml");
         bad << "[defaults]\ntransport = \"uds\"\ndepth = \"many\"\n";
+        std::ofstream waits(dir + "/wait.toml");
+        waits << "[defaults]\ntransport = \"shm\"\nwait = \"adaptive\"\nspin_us = 20\n\n[[topic]]\nmatch = \"imu\"\n"
+                 "wait = \"spin\"\n";
+        std::ofstream bad_wait(dir + "/bad_wait.toml");
+        bad_wait << "[defaults]\ntransport = \"shm\"\n\n[[topic]]\nmatch = \"imu\"\nwait = \"often\"\n";
     }
+    CHECK(d.ferry({"config", "check", dir + "/wait.toml", "--topic", "imu"}).code == 0);
+    const auto bad_wait = d.ferry({"config", "check", dir + "/bad_wait.toml"});
+    CHECK(bad_wait.code == 1);
+    CHECK_THAT(bad_wait.output, Catch::Contains(dir + "/bad_wait.toml:6") && Catch::Contains("adaptive, sleep, spin"));
     auto r = d.ferry({"config", "check", dir + "/good.toml", "--topic", "camera/front", "--topic", "imu", "--json"});
     CHECK(r.code == 0);
     if (r.code == 0) {

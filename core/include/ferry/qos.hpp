@@ -37,6 +37,11 @@ struct Qos {
     // (stream and fragmenting transports); 0: 4 x max_message_size, at least 8 MiB. A local
     // setting: not part of the topic's record.
     std::size_t reader_buffer_budget = 0;
+    // How a subscriber waits for messages where the transport can poll (shm), a local setting:
+    // "adaptive" polls up to spin_us (yielding the CPU) and then sleeps, "sleep" sleeps at once,
+    // "spin" polls until a message or the deadline (a core per subscriber).
+    std::string wait = "adaptive";
+    std::uint32_t spin_us = 50;
 };
 
 }  // namespace ferry

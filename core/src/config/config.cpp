@@ -28,7 +28,7 @@ constexpr int kMaxNesting = 64;
 
 constexpr const char* kRuleKeys =
     "transport, depth, overflow, max_message_size, block_timeout_ms, mode, linger_ms, max_held_samples, "
-    "reader_buffer_budget";
+    "reader_buffer_budget, wait, spin_us";
 
 [[noreturn]] void fail_at(const std::string& source, const toml::source_region& where, const std::string& what) {
     std::ostringstream os;
@@ -118,6 +118,13 @@ ConfigRule parse_rule(const std::string& source, const toml::table& table, bool 
         } else if (key == "reader_buffer_budget") {
             rule.reader_buffer_budget = require_size(source, node, std::size_t{1} << 40,
                                                      "'reader_buffer_budget' must be a size up to 1TiB, e.g. \"64MiB\" (0: the default)");
+        } else if (key == "wait") {
+            const auto s = node.value<std::string>();
+            if (!node.is_string() || !s || (*s != "adaptive" && *s != "sleep" && *s != "spin"))
+                fail_at(source, node.source(), "'wait' must be one of: adaptive, sleep, spin");
+            rule.wait = *s;
+        } else if (key == "spin_us") {
+            rule.spin_us = static_cast<std::uint32_t>(require_int(source, node, "spin_us", 0, 10000));
         } else if (key == "mode") {
             std::optional<std::string> s = node.value<std::string>();
             if (!node.is_string() || !s || (*s != "0600" && *s != "0660" && *s != "0640"))
@@ -150,6 +157,8 @@ void apply(const ConfigRule& rule, Config::Resolved& out, const std::string& sou
     if (rule.linger) out.qos.linger = *rule.linger;
     if (rule.max_held_samples) out.qos.max_held_samples = *rule.max_held_samples;
     if (rule.reader_buffer_budget) out.qos.reader_buffer_budget = *rule.reader_buffer_budget;
+    if (rule.wait) out.qos.wait = *rule.wait;
+    if (rule.spin_us) out.qos.spin_us = *rule.spin_us;
 }
 
 [[noreturn]] void fail_line(const std::string& source, int line, const std::string& what) {

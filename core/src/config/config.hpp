@@ -10,6 +10,8 @@
 //   linger_ms = 2000           # closing a publisher waits this long for undelivered messages
 //   max_held_samples = 4       # samples one subscriber may hold at once
 //   reader_buffer_budget = "64MiB"  # incomplete messages one subscriber may hold (0: default)
+//   wait = "adaptive"          # adaptive | sleep | spin: how a subscriber waits (shm)
+//   spin_us = 50               # adaptive: poll this long before sleeping (0..10000)
 //
 //   [[topic]]
 //   match = "camera/*"         # fnmatch pattern
@@ -43,6 +45,8 @@ struct ConfigRule {
     std::optional<std::chrono::milliseconds> linger;
     std::optional<std::uint32_t> max_held_samples;
     std::optional<std::size_t> reader_buffer_budget;
+    std::optional<std::string> wait;
+    std::optional<std::uint32_t> spin_us;
 };
 
 // A plugin's table of the config ([dds]), validated here, handed to the plugin as key -> value

@@ -81,6 +81,10 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
     // like the built-in default, it may get what the system allows.
     params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
     params.reader_buffer_budget = qos.reader_buffer_budget;
+    params.wait = qos.wait == "sleep"  ? transport::TopicParams::Wait::sleep
+                  : qos.wait == "spin" ? transport::TopicParams::Wait::spin
+                                       : transport::TopicParams::Wait::adaptive;
+    params.spin = std::chrono::microseconds(qos.spin_us);
     if (const auto it = spec.plugin_options.find(qos.transport); it != spec.plugin_options.end()) params.options = it->second;
     return params;
 }
@@ -103,6 +107,8 @@ Qos agree_with_registry(const EndpointSpec& spec, std::optional<TopicRecord>* fo
     // What is per endpoint comes from this endpoint's config, not from the topic's creator.
     qos.linger = spec.qos.linger;
     qos.max_held_samples = spec.qos.max_held_samples;
+    qos.wait = spec.qos.wait;
+    qos.spin_us = spec.qos.spin_us;
     return qos;
 }
 

@@ -139,6 +139,12 @@ struct TopicParams {
     // A reader's budget for bytes held in incomplete messages, all writers together (0: the
     // plugin's default, 4 x max_message_size and at least 8 MiB; see reader_budget()).
     std::size_t reader_buffer_budget = 0;
+    // How a reader waits in take() on a transport that can poll: adaptive polls for `spin`
+    // (yielding the CPU between polls) and then sleeps, sleep sleeps at once, spin polls until
+    // a message or the deadline. Plugins that cannot poll ignore it.
+    enum class Wait : std::uint8_t { adaptive, sleep, spin };
+    Wait wait = Wait::adaptive;
+    std::chrono::microseconds spin{50};
     // The config's table named after this transport (e.g. [dds]) as key -> value text, already
     // validated by the core: strings unquoted, arrays joined with ','. Empty when there is none.
     std::vector<std::pair<std::string, std::string>> options;
