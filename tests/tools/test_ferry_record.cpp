@@ -168,7 +168,8 @@ TEST_CASE("record: every message of a topic that appears later, each compression
     }
 }
 
-TEST_CASE("record: a user type is described by its type name and printed as JSON by bag echo", "[tools][record]") {
+TEST_CASE("record: a user type's schema comes from its serialize function, and bag echo decodes with it alone",
+          "[tools][record]") {
     Setup s;
     const std::string out = s.file("pose.mcap");
     Child rec = s.spawn("ferry", {"record", "--all", "-o", out, "--types", FERRY_TEST_TYPES_MODULE});
@@ -189,19 +190,31 @@ TEST_CASE("record: a user type is described by its type name and printed as JSON
     const Bag bag = read_bag(out);
     REQUIRE(bag.messages.size() >= 1);
     REQUIRE(bag.messages[0].type == "demo/Pose");
+    REQUIRE(bag.info.schemas.size() == 1);
     const auto& schema = bag.info.schemas.begin()->second;
     REQUIRE(schema.name == "demo/Pose");
     REQUIRE(schema.encoding == "jsonschema");
-    // The fields of demo::Pose's serialize function, with their JSON types.
+    // Every field of demo::Pose's serialize function, with its JSON type and how it travels.
     CHECK(schema.data ==
-          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","description":"ferry type )"
-          R"((cereal binary on the wire); derived from its type-support module's JSON","type":"object","properties":{)"
-          R"("frame":{"type":"string"},"x":{"type":"number"},"y":{"type":"number"},"theta":{"type":"number"},)"
-          R"("covariance":{"type":"array","items":{"type":"number"}}},"required":["frame","x","y","theta","covariance"]})");
-    auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});
-    REQUIRE(r.code == 0);
-    CHECK(r.output.find(R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})") !=
-          std::string::npos);
+          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","ferryEncoding":"cereal",)"
+          R"("type":"object","properties":{"frame":{"type":"string","ferryWire":"string"},)"
+          R"("x":{"type":"number","ferryWire":"float64"},"y":{"type":"number","ferryWire":"float64"},)"
+          R"("theta":{"type":"number","ferryWire":"float64"},)"
+          R"("covariance":{"type":"array","ferryWire":"sequence","items":{"type":"number","ferryWire":"float64"}}},)"
+          R"("required":["frame","x","y","theta","covariance"]})");
+    const std::string pose = R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})";
+    SECTION("with the type-support module") {
+        auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find(pose) != std::string::npos);
+    }
+    SECTION("without it: the schema in the file is enough") {
+        auto r = s.ferry({"bag", "echo", out, "-n", "1", "--json"});
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find(R"("type":"demo/Pose",)") != std::string::npos);
+        CHECK(r.output.find(R"("data":)" + pose) != std::string::npos);
+        CHECK(r.output.find("error") == std::string::npos);
+    }
 }
 
 TEST_CASE("record: --max-size splits into numbered files without losing a message at the seams", "[tools][record]") {

@@ -216,8 +216,10 @@ private:
             std::string data = builtin_json_schema(t.type);
             if (data.empty() && modules_.supports(t.type)) {
                 std::string error;
-                if (auto json = modules_.to_json(t.type, first.data.data(), first.data.size(), error))
-                    data = json_schema_from_sample(t.type, *json);
+                if (auto generated = modules_.json_schema(t.type, error))
+                    data = *generated;  // from the serialize function: every field, however empty
+                else if (auto json = modules_.to_json(t.type, first.data.data(), first.data.size(), error))
+                    data = json_schema_from_sample(t.type, *json);  // a module built before schemas
             }
             if (data.empty())
                 data = R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":)" + json_escape(t.type) +
