@@ -37,13 +37,17 @@ record_run() {
   FERRY_CONFIG=$config "$@" >"$out/$name.pub.log" 2>&1
   t1=$(now); c1=$(cpu_ticks $rec)
   kill -INT $rec; wait $rec
-  local msgs lost size
+  local msgs lost size copied
   msgs=$(awk '$1 != "topic" && NF >= 5 && $(NF) ~ /^[0-9]+$/ {print $3}' "$out/$name.log" | tail -1)
   lost=$(awk '$1 != "topic" && NF >= 5 && $(NF) ~ /^[0-9]+$/ {print $NF}' "$out/$name.log" | tail -1)
+  # Messages copied instead of written from where they lay ("-": a recorder without that column).
+  copied=$(awk '$1 == "topic" {c = ($5 == "copied")} $1 != "topic" && NF >= 6 && $(NF) ~ /^[0-9]+$/ {print c ? $(NF-1) : "-"}' \
+    "$out/$name.log" | tail -1)
   size=$(stat -c %s "$out/$name.mcap")
   awk -v n="$name" -v m="$msgs" -v l="$lost" -v s="$size" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v hz="$hz" \
-    'BEGIN { d = t1 - t0; printf "%-28s %9d msgs in %6.2f s = %9.0f msg/s, lost %d, file %7.1f MiB, recorder CPU %5.1f %%\n",
-             n, m, d, m / d, l, s / 1048576, 100 * (c1 - c0) / hz / d }'
+    -v cp="${copied:--}" \
+    'BEGIN { d = t1 - t0; printf "%-28s %9d msgs in %6.2f s = %9.0f msg/s, lost %d, copied %s, file %7.1f MiB, recorder CPU %5.1f %%\n",
+             n, m, d, m / d, l, cp, s / 1048576, 100 * (c1 - c0) / hz / d }'
   rm -f "$out/$name.mcap"
 }
 

@@ -295,11 +295,12 @@ private:
                 std::stable_sort(batch.begin(), batch.end(),
                                  [](const Entry& a, const Entry& b) { return a.item.log_time < b.item.log_time; });
                 for (auto& e : batch) {
-                    write_one(*e.topic, e.item);
+                    write_one(*e.topic, e.item);  // into the open chunk: the bytes are not needed after
                     if (e.item.held) {
                         e.item.held.reset();  // the transport may reuse the memory now
                         e.topic->held.fetch_sub(1);
                     }
+                    if (writer_file_->chunk_full()) writer_file_->flush_chunk();  // compress, write
                 }
             }
             finish_file();
@@ -327,7 +328,7 @@ private:
         m.publish_time = static_cast<std::uint64_t>(item.meta.timestamp_ns);
         m.data = item.bytes();
         m.size = item.size();
-        writer_file_->write(m);
+        writer_file_->append(m);
         ++t.written;
         t.bytes += item.size();
     }
