@@ -3,7 +3,8 @@
 // subscription may hold more samples (max_held_samples, one kept free for taking); beyond that it
 // copies the message into the topic's bounded buffer and releases the sample, so publishers never
 // wait for the disk. A full buffer drops the message and counts it. One writer thread merges the
-// queues in arrival order into chunked MCAP files and releases each held sample once written.
+// queues in arrival order into chunked MCAP files and releases each held sample as soon as it is
+// in the open chunk, before the chunk is compressed and written.
 #include <fnmatch.h>
 
 #include <algorithm>
