@@ -221,7 +221,7 @@ TEST_CASE("record: a user type's schema comes from its serialize function, and b
     }
 }
 
-TEST_CASE("record: on shm the writer gets the samples in place; beyond max_held_samples they are copied and counted",
+TEST_CASE("record: on shm the writer gets the samples in place, beyond max_held_samples they are copied and counted",
           "[tools][record]") {
     Setup s("shm");
     std::uint64_t expect_copied_all = 0;
