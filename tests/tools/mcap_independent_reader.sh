@@ -3,16 +3,19 @@
 # the official TypeScript MCAP implementation (@mcap/core, run by Node.js, installed with npm into
 # the build tree) checks every file: records valid, chunk CRCs, summary and indexes, every message
 # in order with the right channel, schema and payload; for zstd, lz4 and none, and for a file cut
-# by SIGKILL of the recorder (every message of its complete chunks, as many as ferry bag info says).
-#   mcap_independent_reader.sh <bin dir> <source dir> <work dir in the build tree>
+# by SIGKILL of the recorder (every message of its complete chunks, as many as ferry bag info says);
+# and a user type (demo::Pose, recorded with --types) whose messages it decodes with nothing but the
+# JSON Schema ferry generated from the type's serialize function.
+#   mcap_independent_reader.sh <bin dir> <source dir> <work dir in the build tree> <types module>
 # Exit 77 (ctest: skipped) with a reason when Node.js/npm or the npm registry is unavailable.
 set -u
-bin=$1 src=$2 work=$3
+bin=$1 src=$2 work=$3 types=$4
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "SKIP: Node.js and npm are needed to check ferry's MCAP files with @mcap/core"; exit 77
 fi
 mkdir -p "$work"
-cp "$src/tests/tools/mcap_js/package.json" "$src/tests/tools/mcap_js/check.js" "$work/"
+cp "$src/tests/tools/mcap_js/package.json" "$src/tests/tools/mcap_js/check.js" \
+   "$src/tests/tools/mcap_js/check_schema.js" "$work/"
 if [ ! -f "$work/node_modules/@mcap/core/package.json" ] ||
    ! cmp -s "$work/package.json" "$work/node_modules/.ferry-installed"; then
   if ! (cd "$work" && npm install --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
@@ -24,10 +27,11 @@ fi
 export FERRY_DOMAIN="t$$_mcapjs"
 export FERRY_CONFIG="$src/examples/configs/shm.toml"
 dir=$(mktemp -d)
-rec="" talker=""
+rec="" talker="" posepub=""
 cleanup() {
   [ -n "$rec" ] && kill -KILL "$rec" 2>/dev/null
   [ -n "$talker" ] && kill -KILL "$talker" 2>/dev/null
+  [ -n "$posepub" ] && kill -KILL "$posepub" 2>/dev/null
   "$bin/ferry" clean >/dev/null 2>&1
   rm -rf "$dir"
 }
@@ -69,6 +73,27 @@ echo "$info" | grep -q '"finished":false' || { echo "FAIL: the cut file is repor
 [ "${recovered:-0}" -ge 500 ] || { echo "FAIL: ferry recovered only ${recovered:-0} messages"; fail=1; }
 if out=$(node "$work/check.js" "$dir/cut.mcap" cut "${recovered:-0}" chatter); then
   echo "PASS cut by SIGKILL: $out"
+else
+  fail=1
+fi
+# A user type: the schema record alone decodes every message.
+"$bin/ferry" record pose -o "$dir/pose.mcap" --types "$types" >"$dir/rec.log" 2>&1 &
+rec=$!
+"$bin/ferry_tool_helper" pub-pose pose >/dev/null 2>&1 &
+posepub=$!
+published=0
+for _ in $(seq 1 200); do  # up to 20 s for the recorder to subscribe and 5 poses to be published
+  published=$("$bin/ferry" topic info pose --json 2>/dev/null | grep -o '"messages":[0-9]*' | head -1 | cut -d: -f2)
+  [ "${published:-0}" -ge 5 ] && break
+  sleep 0.1
+done
+kill -INT "$rec"; wait "$rec"; rc=$?; rec=""
+kill -KILL "$posepub"; wait "$posepub" 2>/dev/null; posepub=""
+[ $rc -eq 0 ] || { echo "FAIL: ferry record (pose) exited with $rc"; cat "$dir/rec.log"; fail=1; }
+[ "${published:-0}" -ge 5 ] || { echo "FAIL: only ${published:-0} poses published"; fail=1; }
+pose='{"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0,0.5]}'
+if out=$(node "$work/check_schema.js" "$dir/pose.mcap" demo/Pose "$pose"); then
+  echo "PASS user type decoded from its schema: $out"
 else
   fail=1
 fi

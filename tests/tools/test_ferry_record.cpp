@@ -18,6 +18,7 @@
 
 #include <ferry/introspection.hpp>
 
+#include "checksum.hpp"
 #include "mcap.hpp"
 #include "support/process.hpp"
 
@@ -33,6 +34,7 @@ struct Recorded {
     std::uint64_t log_time, publish_time;
     std::uint64_t index;  // the talker's message index (bytes 0..7)
     std::size_t size;
+    bool intact;  // the talker's checksum matches (false for other payloads)
 };
 
 struct Bag {
@@ -46,8 +48,10 @@ Bag read_bag(const std::string& path) {
     bag.info = reader.scan([&](const ferry::mcap::Channel& c, const ferry::mcap::Message& m) {
         Recorded r{c.topic, c.metadata.count("ferry.type") ? c.metadata.at("ferry.type") : "",
                    c.metadata.count("ferry.publisher") ? c.metadata.at("ferry.publisher") : "",
-                   m.sequence, m.log_time, m.publish_time, 0, m.size};
+                   m.sequence, m.log_time, m.publish_time, 0, m.size, false};
         if (m.size >= 8) std::memcpy(&r.index, m.data, 8);
+        std::uint64_t index = 0;
+        r.intact = example::check_payload(m.data, m.size, index) && index == r.index;
         bag.messages.push_back(r);
         return true;
     });
@@ -132,7 +136,7 @@ TEST_CASE("record: every message of a topic that appears later, each compression
             rec.kill(SIGINT);
             REQUIRE(rec.wait(20s) == 0);
             INFO(rec.output());
-            REQUIRE(std::regex_search(rec.output(), std::regex(R"(chatter\s+bytes\s+300\s+\S+ \S+\s+0)")));
+            REQUIRE(std::regex_search(rec.output(), std::regex(R"(chatter\s+bytes\s+300\s+\S+ \S+\s+\d+\s+0)")));
 
             const Bag bag = read_bag(out);
             REQUIRE(bag.info.finished);
@@ -168,7 +172,8 @@ TEST_CASE("record: every message of a topic that appears later, each compression
     }
 }
 
-TEST_CASE("record: a user type is described by its type name and printed as JSON by bag echo", "[tools][record]") {
+TEST_CASE("record: a user type's schema comes from its serialize function, and bag echo decodes with it alone",
+          "[tools][record]") {
     Setup s;
     const std::string out = s.file("pose.mcap");
     Child rec = s.spawn("ferry", {"record", "--all", "-o", out, "--types", FERRY_TEST_TYPES_MODULE});
@@ -189,19 +194,69 @@ TEST_CASE("record: a user type is described by its type name and printed as JSON
     const Bag bag = read_bag(out);
     REQUIRE(bag.messages.size() >= 1);
     REQUIRE(bag.messages[0].type == "demo/Pose");
+    REQUIRE(bag.info.schemas.size() == 1);
     const auto& schema = bag.info.schemas.begin()->second;
     REQUIRE(schema.name == "demo/Pose");
     REQUIRE(schema.encoding == "jsonschema");
-    // The fields of demo::Pose's serialize function, with their JSON types.
+    // Every field of demo::Pose's serialize function, with its JSON type and how it travels.
     CHECK(schema.data ==
-          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","description":"ferry type )"
-          R"((cereal binary on the wire); derived from its type-support module's JSON","type":"object","properties":{)"
-          R"("frame":{"type":"string"},"x":{"type":"number"},"y":{"type":"number"},"theta":{"type":"number"},)"
-          R"("covariance":{"type":"array","items":{"type":"number"}}},"required":["frame","x","y","theta","covariance"]})");
-    auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});
-    REQUIRE(r.code == 0);
-    CHECK(r.output.find(R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})") !=
-          std::string::npos);
+          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","ferryEncoding":"cereal",)"
+          R"("type":"object","properties":{"frame":{"type":"string","ferryWire":"string"},)"
+          R"("x":{"type":"number","ferryWire":"float64"},"y":{"type":"number","ferryWire":"float64"},)"
+          R"("theta":{"type":"number","ferryWire":"float64"},)"
+          R"("covariance":{"type":"array","ferryWire":"sequence","items":{"type":"number","ferryWire":"float64"}}},)"
+          R"("required":["frame","x","y","theta","covariance"]})");
+    const std::string pose = R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})";
+    SECTION("with the type-support module") {
+        auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find(pose) != std::string::npos);
+    }
+    SECTION("without it: the schema in the file is enough") {
+        auto r = s.ferry({"bag", "echo", out, "-n", "1", "--json"});
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find(R"("type":"demo/Pose",)") != std::string::npos);
+        CHECK(r.output.find(R"("data":)" + pose) != std::string::npos);
+        CHECK(r.output.find("error") == std::string::npos);
+    }
+}
+
+TEST_CASE("record: on shm the writer gets the samples in place, beyond max_held_samples they are copied and counted",
+          "[tools][record]") {
+    Setup s("shm");
+    std::uint64_t expect_copied_all = 0;
+    SECTION("default max_held_samples (4): samples are held for the writer") {}
+    SECTION("max_held_samples = 1: nothing can be held, every message is copied, none lost") {
+        const std::string config = s.file("held1.toml");
+        std::ofstream(config) << "[defaults]\ntransport = \"shm\"\ndepth = 8\noverflow = \"block\"\n"
+                                 "max_message_size = \"64KiB\"\nmax_held_samples = 1\n";
+        s.config = config;
+        expect_copied_all = 1;
+    }
+    const std::string out = s.file("held.mcap");
+    const std::uint64_t n = 2000;
+    Child rec = s.spawn("ferry", {"record", "chatter", "-o", out, "--json", "--chunk-size", "65536"});
+    Child talker = s.spawn("talker", {"--topic", "chatter", "--count", std::to_string(n), "--rate", "5000", "--size",
+                                      "1000", "--wait-subscribers", "1", "--quiet"});
+    REQUIRE(talker.wait(60s) == 0);
+    rec.kill(SIGINT);
+    REQUIRE(rec.wait(20s) == 0);
+    const std::string summary = rec.output();
+    INFO(summary);
+    std::smatch m;
+    REQUIRE(std::regex_search(summary, m, std::regex(R"("topic":"chatter".*"messages":(\d+).*"copied":(\d+),"lost":(\d+))")));
+    CHECK(std::stoull(m[1]) == n);
+    CHECK(std::stoull(m[3]) == 0);
+    if (expect_copied_all)
+        CHECK(std::stoull(m[2]) == n);
+    else
+        CHECK(std::stoull(m[2]) < n);  // the writer released samples in time for most messages
+    const Bag bag = read_bag(out);
+    check_in_order(bag.messages, n);
+    for (const auto& r : bag.messages) {
+        REQUIRE(r.size == 1000);
+        REQUIRE(r.intact);  // written from shared memory before the chunk was given back
+    }
 }
 
 TEST_CASE("record: --max-size splits into numbered files without losing a message at the seams", "[tools][record]") {

@@ -1,5 +1,6 @@
 // ferry bag info / ferry bag echo: look into an MCAP recording.
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <optional>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "mcap.hpp"
 #include "output.hpp"
 #include "recording.hpp"
+#include "schema_decode.hpp"
 #include "type_modules.hpp"
 #include "values.hpp"
 
@@ -118,6 +120,20 @@ int run_echo(const Globals& g, const EchoOptions& o) {
     mcap::Reader reader(o.path);
     std::uint64_t shown_count = 0;
     const mcap::FileInfo* infop = &reader.info();
+    // A user type's schema says how its fields travel: decode with it when no module is given.
+    std::map<std::uint16_t, std::pair<std::unique_ptr<SchemaDecoder>, std::string>> decoders;
+    auto decoder_for = [&](std::uint16_t schema_id, std::string& error) -> const SchemaDecoder* {
+        auto it = decoders.find(schema_id);
+        if (it == decoders.end()) {
+            std::string why;
+            std::unique_ptr<SchemaDecoder> d;
+            auto s = infop->schemas.find(schema_id);
+            if (s != infop->schemas.end() && s->second.encoding == "jsonschema") d = SchemaDecoder::make(s->second.data, why);
+            it = decoders.emplace(schema_id, std::make_pair(std::move(d), why)).first;
+        }
+        if (!it->second.first && !it->second.second.empty()) error = it->second.second;
+        return it->second.first.get();
+    };
     const auto& info = reader.scan([&](const mcap::Channel& c, const mcap::Message& m) {
         if (!o.topics.empty() && std::find(o.topics.begin(), o.topics.end(), c.topic) == o.topics.end()) return true;
         const std::string type = channel_type(*infop, c);
@@ -129,6 +145,8 @@ int run_echo(const Globals& g, const EchoOptions& o) {
                 if (!decoded && type != "bytes") error = std::to_string(m.size) + " bytes are not a " + type;
             } else if (modules.supports(type)) {
                 decoded = modules.to_json(type, m.data, m.size, error);
+            } else if (const SchemaDecoder* d = decoder_for(c.schema_id, error)) {
+                decoded = d->to_json(m.data, m.size, error);
             }
         }
         if (g.json) {

@@ -26,6 +26,14 @@ bool Tap::take(std::chrono::nanoseconds timeout, const OnMessage& f) {
     return true;
 }
 
+Held Tap::take_held(std::chrono::nanoseconds timeout) {
+    Held h;
+    h.sample_ = impl_->sub.take_sample(timeout);
+    return h;
+}
+
+std::size_t Tap::max_held() const { return impl_->sub.qos().max_held_samples; }
+
 std::uint64_t Tap::lost() const { return impl_->sub.lost(); }
 const std::string& Tap::type() const { return impl_->sub.type_name(); }
 

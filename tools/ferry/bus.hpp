@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <ferry/message.hpp>
+
 namespace ferry::cli::bus {
 
 // What ferry's frame header says about a message.
@@ -20,6 +22,25 @@ struct Meta {
 
 using OnMessage = std::function<void(const Meta&, const std::byte* data, std::size_t size)>;
 
+// A message kept where the transport delivered it (on shm: in the shared segment, no copy) until
+// it is dropped or reset, on any thread. Counts against the subscription's max_held_samples.
+class Held {
+public:
+    Held() = default;
+    explicit operator bool() const noexcept { return static_cast<bool>(sample_); }
+    const std::byte* data() const noexcept { return sample_.data(); }
+    std::size_t size() const noexcept { return sample_.size(); }
+    Meta meta() const noexcept {
+        const auto& i = sample_.info();
+        return Meta{i.sequence, i.publisher_id, i.timestamp_ns};
+    }
+    void reset() noexcept { sample_ = RawSample(); }
+
+private:
+    friend class Tap;
+    RawSample sample_;
+};
+
 // A subscription to one topic, of whatever type it carries. One thread takes from it.
 class Tap {
 public:
@@ -28,6 +49,11 @@ public:
     // Waits up to `timeout` for one message and hands it to `f` (the bytes are valid during the
     // call only; on shm they are the shared segment itself). False if none came.
     bool take(std::chrono::nanoseconds timeout, const OnMessage& f);
+    // Waits up to `timeout` for one message and keeps it; empty if none came or max_held()
+    // messages are already held.
+    Held take_held(std::chrono::nanoseconds timeout);
+    // How many messages this subscription may hold at once (the topic's max_held_samples).
+    std::size_t max_held() const;
     // Messages the transport dropped before this subscriber saw them (drop_oldest, bad frames).
     std::uint64_t lost() const;
     const std::string& type() const;

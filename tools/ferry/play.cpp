@@ -1,5 +1,9 @@
 // ferry play: republish an MCAP recording with its original timing (scaled by --rate).
+#include <sys/prctl.h>
+
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -25,12 +29,13 @@ struct PlayOptions {
     bool loop = false;
     double start = 0;
     double wait = 1.0;
+    bool timing = false;
 };
 
 // Sleeps until `t`: in the kernel until shortly before, then spinning, so a message leaves
-// within microseconds of its due time rather than a scheduler tick late.
+// within microseconds of its due time rather than a timer slack or a scheduler tick late.
 bool wait_until(std::chrono::steady_clock::time_point t) {
-    constexpr auto kSpin = std::chrono::microseconds(300);
+    constexpr auto kSpin = std::chrono::microseconds(200);
     if (t - std::chrono::steady_clock::now() > kSpin && !sleep_until_or_interrupted(t - kSpin)) return false;
     while (std::chrono::steady_clock::now() < t) {
         if (g_interrupted.load()) return false;
@@ -39,6 +44,8 @@ bool wait_until(std::chrono::steady_clock::time_point t) {
 }
 
 int run_play(const Globals& g, const PlayOptions& o) {
+    // The kernel may fire a sleeping thread's timer up to its slack (50 us by default) late.
+    ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     mcap::Reader reader(o.path);
     const mcap::FileInfo info = reader.scan();  // validates the whole file before anything is published
     if (!info.finished)
@@ -68,6 +75,8 @@ int run_play(const Globals& g, const PlayOptions& o) {
 
     const std::uint64_t skip_until = info.start_time + static_cast<std::uint64_t>(o.start * 1e9);
     std::uint64_t published = 0, failed = 0;
+    std::vector<std::int64_t> late_ns;  // --timing: when publish() was called minus when it was due
+    if (o.timing) late_ns.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(info.message_count, 1u << 24)));
     bool again = o.loop;
     do {
         const std::uint64_t before = published + failed;
@@ -85,10 +94,13 @@ int run_play(const Globals& g, const PlayOptions& o) {
                 t0 = m.log_time;
                 wall0 = std::chrono::steady_clock::now();
             }
+            // Every message has an absolute deadline from the start of the pass: a late one does
+            // not delay the next (no drift accumulates).
             const double offset_s = m.log_time > t0 ? static_cast<double>(m.log_time - t0) * 1e-9 / o.rate : 0.0;
-            if (!wait_until(wall0 + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::duration<double>(offset_s))))
-                return false;
+            const auto due = wall0 + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::duration<double>(offset_s));
+            if (!wait_until(due)) return false;
+            if (o.timing) late_ns.push_back((std::chrono::steady_clock::now() - due).count());
             std::string error;
             if (it->second->publish(m.data, m.size, error)) {
                 ++published;
@@ -101,15 +113,34 @@ int run_play(const Globals& g, const PlayOptions& o) {
         if (published + failed == before) again = false;  // nothing to play: looping would spin
     } while (again && !g_interrupted.load());
 
-    if (g.json)
-        out(to_string(Json::object()
-                          .add("file", Json::string(o.path))
-                          .add("published", Json::unsigned_integer(published))
-                          .add("failed", Json::unsigned_integer(failed))) +
-            "\n");
-    else
-        out("played " + std::to_string(published) + " message(s) from " + shown(o.path) +
-            (failed ? ", " + std::to_string(failed) + " failed" : "") + "\n");
+    std::sort(late_ns.begin(), late_ns.end());
+    auto pick = [&](double q) {
+        return late_ns.empty() ? 0.0
+                               : static_cast<double>(late_ns[std::min(late_ns.size() - 1,
+                                                                      static_cast<std::size_t>(q * late_ns.size()))]) *
+                                     1e-3;
+    };
+    if (g.json) {
+        auto j = Json::object()
+                     .add("file", Json::string(o.path))
+                     .add("published", Json::unsigned_integer(published))
+                     .add("failed", Json::unsigned_integer(failed));
+        if (o.timing)
+            j.add("timing", Json::object()
+                                .add("messages", Json::unsigned_integer(late_ns.size()))
+                                .add("late_p50_us", Json::number(pick(0.5)))
+                                .add("late_p99_us", Json::number(pick(0.99)))
+                                .add("late_max_us", Json::number(late_ns.empty() ? 0.0 : late_ns.back() * 1e-3)));
+        out(to_string(j) + "\n");
+    } else {
+        std::string text = "played " + std::to_string(published) + " message(s) from " + shown(o.path) +
+                           (failed ? ", " + std::to_string(failed) + " failed" : "") + "\n";
+        if (o.timing)
+            text += "timing: " + std::to_string(late_ns.size()) + " message(s) published after their due time by " +
+                    "median " + fixed(pick(0.5), 1) + " us, p99 " + fixed(pick(0.99), 1) + " us, max " +
+                    fixed(late_ns.empty() ? 0.0 : late_ns.back() * 1e-3, 1) + " us\n";
+        out(text);
+    }
     return failed ? kExitRuntime : kExitOk;
 }
 
@@ -126,6 +157,8 @@ void add_play_command(CLI::App& parent, Globals& g) {
     play->add_option("--start", o->start, "skip the first SECONDS of the recording")->check(CLI::NonNegativeNumber);
     play->add_option("--wait", o->wait, "seconds to wait for registered subscribers to connect (default 1)")
         ->check(CLI::NonNegativeNumber);
+    play->add_flag("--timing", o->timing,
+                   "measure: print how late each publish was against its schedule (median, p99, max)");
     play->callback([&g, o] { g.action = [&g, o] { return run_play(g, *o); }; });
 }
 

@@ -1,6 +1,10 @@
-// ferry record: topics to MCAP. One drain thread per topic copies each message into that topic's
-// bounded buffer (a full buffer drops the message and counts it: publishers never wait for the
-// disk); one writer thread merges the buffers in arrival order into chunked MCAP files.
+// ferry record: topics to MCAP. One drain thread per topic takes each message and queues it for
+// the writer as it lies (on shm: the sample in the shared segment, no copy), as long as the
+// subscription may hold more samples (max_held_samples, one kept free for taking); beyond that it
+// copies the message into the topic's bounded buffer and releases the sample, so publishers never
+// wait for the disk. A full buffer drops the message and counts it. One writer thread merges the
+// queues in arrival order into chunked MCAP files and releases each held sample as soon as it is
+// in the open chunk, before the chunk is compressed and written.
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -46,7 +50,13 @@ struct RecordOptions {
 struct Item {
     bus::Meta meta;
     std::uint64_t log_time;
-    std::string data;
+    std::string data;  // a copy, when `held` is empty
+    bus::Held held;    // the message where the transport delivered it
+
+    const std::byte* bytes() const {
+        return held ? held.data() : reinterpret_cast<const std::byte*>(data.data());
+    }
+    std::size_t size() const { return held ? held.size() : data.size(); }
 };
 
 struct TopicState {
@@ -56,7 +66,9 @@ struct TopicState {
 
     std::mutex m;  // guards q, q_bytes
     std::deque<Item> q;
-    std::size_t q_bytes = 0;
+    std::size_t q_bytes = 0;               // copies only: held samples live in the transport's memory
+    std::atomic<std::size_t> held{0};      // samples queued or being written, not yet released
+    std::atomic<std::uint64_t> copied{0};  // messages copied because `held` was at its bound
     std::atomic<std::uint64_t> buffer_lost{0};
     std::atomic<std::uint64_t> transport_lost{0};
 
@@ -98,6 +110,7 @@ public:
         stop_drains_.store(true);
         for (auto& t : topics_snapshot()) {
             if (t->drain.joinable()) t->drain.join();
+            copy_held(*t);
             t->transport_lost.store(t->tap->lost());
             t->tap.reset();  // no longer a subscriber: a `block` publisher must not wait for us while we write
         }
@@ -152,22 +165,43 @@ private:
     }
 
     void drain(TopicState& t) {
-        const bus::OnMessage keep = [&](const bus::Meta& meta, const std::byte* data, std::size_t size) {
+        // One held sample is always left to take the next message with.
+        const std::size_t max_queued_held = t.tap->max_held() > 0 ? t.tap->max_held() - 1 : 0;
+        const auto keep = [&](bus::Held h) {
             const std::uint64_t log_time = static_cast<std::uint64_t>(wall_now_ns());
             {
                 std::lock_guard<std::mutex> lock(t.m);
-                if (t.q_bytes + size + sizeof(Item) > o_.buffer) {
-                    t.buffer_lost.fetch_add(1);
-                    return;
+                if (t.held.load() < max_queued_held) {
+                    t.held.fetch_add(1);
+                    const bus::Meta meta = h.meta();
+                    t.q.push_back(Item{meta, log_time, {}, std::move(h)});
+                } else {
+                    if (t.q_bytes + h.size() + sizeof(Item) > o_.buffer) {
+                        t.buffer_lost.fetch_add(1);
+                    } else {
+                        t.copied.fetch_add(1);
+                        t.q.push_back(Item{h.meta(), log_time,
+                                           std::string(reinterpret_cast<const char*>(h.data()), h.size()), {}});
+                        t.q_bytes += h.size() + sizeof(Item);
+                    }
                 }
-                t.q.push_back(Item{meta, log_time, std::string(reinterpret_cast<const char*>(data), size)});
-                t.q_bytes += size + sizeof(Item);
             }
-            cv_.notify_one();
+            cv_.notify_one();  // `h`, if copied, is released on return, outside the lock
         };
-        while (!stop_drains_.load()) t.tap->take(std::chrono::milliseconds(50), keep);
-        // Whatever arrived before the stop is still taken: try_take-like drain with no wait.
-        while (t.tap->take(std::chrono::nanoseconds(0), keep)) {
+        while (!stop_drains_.load())
+            if (bus::Held h = t.tap->take_held(std::chrono::milliseconds(50))) keep(std::move(h));
+        // Whatever arrived before the stop is still taken, without waiting.
+        while (bus::Held h = t.tap->take_held(std::chrono::nanoseconds(0))) keep(std::move(h));
+    }
+
+    // Before the subscription goes: the samples still queued become copies.
+    static void copy_held(TopicState& t) {
+        std::lock_guard<std::mutex> lock(t.m);
+        for (auto& i : t.q) {
+            if (!i.held) continue;
+            i.data.assign(reinterpret_cast<const char*>(i.held.data()), i.held.size());
+            i.held.reset();
+            t.held.fetch_sub(1);
         }
     }
 
@@ -216,8 +250,10 @@ private:
             std::string data = builtin_json_schema(t.type);
             if (data.empty() && modules_.supports(t.type)) {
                 std::string error;
-                if (auto json = modules_.to_json(t.type, first.data.data(), first.data.size(), error))
-                    data = json_schema_from_sample(t.type, *json);
+                if (auto generated = modules_.json_schema(t.type, error))
+                    data = *generated;  // from the serialize function: every field, however empty
+                else if (auto json = modules_.to_json(t.type, first.bytes(), first.size(), error))
+                    data = json_schema_from_sample(t.type, *json);  // a module built before schemas
             }
             if (data.empty())
                 data = R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":)" + json_escape(t.type) +
@@ -259,7 +295,14 @@ private:
                 }
                 std::stable_sort(batch.begin(), batch.end(),
                                  [](const Entry& a, const Entry& b) { return a.item.log_time < b.item.log_time; });
-                for (auto& e : batch) write_one(*e.topic, e.item);
+                for (auto& e : batch) {
+                    write_one(*e.topic, e.item);  // into the open chunk: the bytes are not needed after
+                    if (e.item.held) {
+                        e.item.held.reset();  // the transport may reuse the memory now
+                        e.topic->held.fetch_sub(1);
+                    }
+                    if (writer_file_->chunk_full()) writer_file_->flush_chunk();  // compress, write
+                }
             }
             finish_file();
         } catch (const std::exception& e) {
@@ -272,7 +315,7 @@ private:
         if (file_start_ns_ == 0) file_start_ns_ = item.log_time;
         // Split before this message, so it opens the next file: nothing lost at the seam.
         const bool too_big = o_.max_size > 0 && writer_file_->message_count() > 0 &&
-                             writer_file_->approximate_size() + item.data.size() > o_.max_size;
+                             writer_file_->approximate_size() + item.size() > o_.max_size;
         const bool too_long = o_.max_duration > 0 && writer_file_->message_count() > 0 &&
                               static_cast<double>(item.log_time - file_start_ns_) * 1e-9 >= o_.max_duration;
         if (too_big || too_long) {
@@ -284,11 +327,11 @@ private:
         m.sequence = static_cast<std::uint32_t>(item.meta.sequence);
         m.log_time = item.log_time;
         m.publish_time = static_cast<std::uint64_t>(item.meta.timestamp_ns);
-        m.data = reinterpret_cast<const std::byte*>(item.data.data());
-        m.size = item.data.size();
-        writer_file_->write(m);
+        m.data = item.bytes();
+        m.size = item.size();
+        writer_file_->append(m);
         ++t.written;
-        t.bytes += item.data.size();
+        t.bytes += item.size();
     }
 
     void print_summary() {
@@ -301,15 +344,17 @@ private:
                              .add("type", Json::string(t->type))
                              .add("messages", Json::unsigned_integer(t->written))
                              .add("bytes", Json::unsigned_integer(t->bytes))
+                             .add("copied", Json::unsigned_integer(t->copied.load()))
                              .add("lost", Json::unsigned_integer(t->buffer_lost.load() + t->transport_lost.load())));
             auto files = Json::array();
             for (const auto& f : files_) files.push(Json::string(f));
             out(to_string(Json::object().add("files", files).add("topics", arr)) + "\n");
             return;
         }
-        Table table({"topic", "type", "messages", "bytes", "lost"}, {false, false, true, true, true});
+        Table table({"topic", "type", "messages", "bytes", "copied", "lost"}, {false, false, true, true, true, true});
         for (auto* t : topics)
             table.add_row({t->name, t->type, std::to_string(t->written), human_bytes(static_cast<double>(t->bytes)),
+                           std::to_string(t->copied.load()),
                            std::to_string(t->buffer_lost.load() + t->transport_lost.load())});
         std::string text = "recorded " + std::to_string(files_.size()) + " file(s):";
         for (const auto& f : files_) text += " " + shown(f);

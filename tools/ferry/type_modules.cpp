@@ -21,6 +21,7 @@ struct TypeModules::Module {
     std::vector<std::string> types;
     ts::ToJsonFn to_json = nullptr;
     ts::FromJsonFn from_json = nullptr;
+    ts::JsonSchemaFn json_schema = nullptr;  // optional: older modules lack it
 };
 
 namespace {
@@ -59,6 +60,8 @@ TypeModules::TypeModules(const std::vector<std::string>& paths) {
             if (const char* n = name(i)) m->types.emplace_back(n);
         m->to_json = &m->lib.get<int(const char*, const void*, std::size_t, ts::Sink, void*)>(ts::kToJsonSymbol);
         m->from_json = &m->lib.get<int(const char*, const char*, std::size_t, ts::Sink, void*)>(ts::kFromJsonSymbol);
+        if (m->lib.has(ts::kJsonSchemaSymbol))
+            m->json_schema = &m->lib.get<int(const char*, ts::Sink, void*)>(ts::kJsonSchemaSymbol);
         modules_.push_back(std::move(m));
     }
 }
@@ -91,6 +94,24 @@ std::optional<std::string> TypeModules::to_json(const std::string& type,
     }
     std::string result;
     if (m->to_json(type.c_str(), data, size, &to_string_sink, &result) != 0) {
+        error = result;
+        return std::nullopt;
+    }
+    return result;
+}
+
+std::optional<std::string> TypeModules::json_schema(const std::string& type, std::string& error) const {
+    const Module* m = find(type);
+    if (!m) {
+        error = "no type support for '" + type + "'";
+        return std::nullopt;
+    }
+    if (!m->json_schema) {
+        error = m->path + " has no " + ts::kJsonSchemaSymbol + " (built before schemas existed)";
+        return std::nullopt;
+    }
+    std::string result;
+    if (m->json_schema(type.c_str(), &to_string_sink, &result) != 0) {
         error = result;
         return std::nullopt;
     }

@@ -24,6 +24,9 @@ public:
     std::optional<std::string> to_json(const std::string& type, const void* data, std::size_t size, std::string& error) const;
     // Message bytes of `type` from JSON; throws RuntimeError when the JSON does not fit.
     std::string from_json(const std::string& type, const std::string& json) const;
+    // JSON Schema of `type` generated from its serialize function (<ferry/json_schema.hpp>);
+    // nullopt and `error` set when unsupported, or the module predates the schema entry point.
+    std::optional<std::string> json_schema(const std::string& type, std::string& error) const;
 
 private:
     struct Module;

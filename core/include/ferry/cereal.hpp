@@ -30,6 +30,7 @@ public:
 
     void loadBinary(void* out, std::size_t n) {
         if (n > left_) throw cereal::Exception("message truncated");
+        if (n == 0) return;  // an empty vector's data() may be null: memcpy must not see it
         std::memcpy(out, data_, n);
         data_ += n;
         left_ -= n;

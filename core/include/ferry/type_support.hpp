@@ -16,6 +16,8 @@
 // JSONOutputArchive writes (members named with CEREAL_NVP keep their names, others are
 // "value0", "value1", ...). The binary side is ferry::Codec<T>, so bytes match what
 // Publisher<T> sends, and the type is known by ferry::type_name<T>(), as in the registry.
+// The module also gives the type's JSON Schema, generated from the same serialize function
+// (<ferry/json_schema.hpp>): `ferry record` stores it in the recording, named as in the registry.
 //
 // The module exports plain C functions (below), so a module and the tool need not be built
 // with the same compiler or standard library. No exception crosses them.
@@ -47,17 +49,23 @@ using Sink = void (*)(void* context, const char* data, std::size_t size);
 //   int ferry_type_support_from_json(const char* type, const char* json, std::size_t size,
 //                                    Sink sink, void* context)
 //       parses JSON into `type` and writes the message bytes; 0 on success, else an error message
+//   int ferry_type_support_json_schema(const char* type, Sink sink, void* context)
+//       writes the JSON Schema of `type` generated from its serialize function (see
+//       <ferry/json_schema.hpp>); 0 on success, else an error message. Optional: modules built
+//       before it existed lack it, and a loader treats its absence as "no schema".
 using AbiVersionFn = std::uint32_t (*)();
 using CountFn = std::size_t (*)();
 using NameFn = const char* (*)(std::size_t);
 using ToJsonFn = int (*)(const char*, const void*, std::size_t, Sink, void*);
 using FromJsonFn = int (*)(const char*, const char*, std::size_t, Sink, void*);
+using JsonSchemaFn = int (*)(const char*, Sink, void*);
 
 inline constexpr const char* kAbiVersionSymbol = "ferry_type_support_abi_version";
 inline constexpr const char* kCountSymbol = "ferry_type_support_count";
 inline constexpr const char* kNameSymbol = "ferry_type_support_name";
 inline constexpr const char* kToJsonSymbol = "ferry_type_support_to_json";
 inline constexpr const char* kFromJsonSymbol = "ferry_type_support_from_json";
+inline constexpr const char* kJsonSchemaSymbol = "ferry_type_support_json_schema";
 
 }  // namespace ferry::type_support
 
@@ -73,6 +81,7 @@ inline constexpr const char* kFromJsonSymbol = "ferry_type_support_from_json";
 
 #include <ferry/cereal.hpp>
 #include <ferry/codec.hpp>
+#include <ferry/json_schema.hpp>
 
 namespace ferry::type_support::detail {
 
@@ -80,6 +89,7 @@ struct Entry {
     std::string name;
     std::string (*to_json)(const void* bytes, std::size_t size);
     std::string (*from_json)(const std::string& json);
+    std::string (*json_schema)();
 };
 
 inline std::vector<Entry>& entries() {
@@ -151,7 +161,7 @@ std::string from_json(const std::string& json) {
 
 template <class T>
 bool add() {
-    entries().push_back(Entry{type_name<T>(), &to_json<T>, &from_json<T>});
+    entries().push_back(Entry{type_name<T>(), &to_json<T>, &from_json<T>, &::ferry::json_schema<T>});
     return true;
 }
 
@@ -219,6 +229,14 @@ FERRY_DETAIL_TS_EXPORT int ferry_type_support_from_json(const char* type,
             return e.from_json(std::string(static_cast<const char*>(in), n));
         },
         json, size);
+}
+
+FERRY_DETAIL_TS_EXPORT int ferry_type_support_json_schema(const char* type,
+                                                          ::ferry::type_support::Sink sink,
+                                                          void* context) noexcept {
+    using ::ferry::type_support::detail::Entry;
+    return ::ferry::type_support::detail::run(
+        type, sink, context, [](const Entry& e, const void*, std::size_t) { return e.json_schema(); }, nullptr, 0);
 }
 
 #define FERRY_DETAIL_TS_CAT2(a, b) a##b

@@ -93,6 +93,11 @@ public:
                               const KeyValues& metadata);
     // Appends to the open chunk; a full chunk is compressed, written and flushed.
     void write(const Message& m);
+    // Appends to the open chunk and leaves it open even when full: the message's bytes are no
+    // longer needed once it returns, so the caller can give them back before it pays for
+    // compressing and writing the chunk (flush_chunk() when chunk_full()).
+    void append(const Message& m);
+    bool chunk_full() const { return chunk_.size() >= options_.chunk_size; }
     // A Metadata record (indexed in the summary). Ends the open chunk first.
     void write_metadata(const std::string& name, const KeyValues& entries);
     // Writes the open chunk now.

@@ -123,6 +123,11 @@ std::uint16_t Writer::add_channel(std::uint16_t schema_id, const std::string& to
 }
 
 void Writer::write(const Message& m) {
+    append(m);
+    if (chunk_full()) flush_chunk();
+}
+
+void Writer::append(const Message& m) {
     if (closed_) throw WriteError("write to closed file " + path_);
     if (chunk_.empty() || m.log_time < chunk_start_) chunk_start_ = m.log_time;
     if (chunk_.empty() || m.log_time > chunk_end_) chunk_end_ = m.log_time;
@@ -138,7 +143,6 @@ void Writer::write(const Message& m) {
     if (message_count_ == 0 || m.log_time > end_time_) end_time_ = m.log_time;
     ++message_count_;
     ++channel_counts_[m.channel_id];
-    if (chunk_.size() >= options_.chunk_size) flush_chunk();
 }
 
 void Writer::flush_chunk() {
