@@ -124,4 +124,11 @@ Qos resolve_config(const std::string& path, const std::string& topic) {
     return cfg.resolve(topic).qos;
 }
 
+BridgeConfig load_bridge_config(const std::string& path) {
+    auto cfg = detail::Config::load_file(path);
+    cfg.check_transports(detail::available_transports());
+    const auto& b = cfg.bridge();
+    return BridgeConfig{b.out, b.in, b.network_domain};
+}
+
 }  // namespace ferry

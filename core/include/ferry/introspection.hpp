@@ -68,4 +68,16 @@ FERRY_API void interrupt_waits_on(const std::atomic<bool>* flag);
 // Loads a config file (throws ferry::Error with file and line) and resolves `topic` in it.
 FERRY_API Qos resolve_config(const std::string& path, const std::string& topic);
 
+// The config's [bridge] table: what `ferry bridge` forwards between a local domain and the
+// network (README.md, "The bridge").
+struct BridgeConfig {
+    std::vector<std::string> out;  // fnmatch patterns of local topics republished on dds
+    std::vector<std::string> in;   // fnmatch patterns of dds topics republished locally
+    std::string network_domain;    // the ferry domain of the dds side ("net" unless set)
+};
+
+// Loads (and validates, like resolve_config) a config file and returns its [bridge] table.
+// Throws ferry::Error with file and line.
+FERRY_API BridgeConfig load_bridge_config(const std::string& path);
+
 }  // namespace ferry
