@@ -50,6 +50,7 @@ void add_system_commands(CLI::App& parent, Globals& g);
 void add_bag_commands(CLI::App& parent, Globals& g);     // bag.cpp
 void add_record_command(CLI::App& parent, Globals& g);   // record.cpp
 void add_play_command(CLI::App& parent, Globals& g);     // play.cpp
+void add_bridge_command(CLI::App& parent, Globals& g);   // bridge.cpp
 
 // The topic's entry in the registry, if it exists.
 bool find_topic(const std::string& domain, const std::string& name, TopicInfo& out);

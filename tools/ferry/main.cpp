@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
     add_bag_commands(app, g);
     add_record_command(app, g);
     add_play_command(app, g);
+    add_bridge_command(app, g);
 
     try {
         app.parse(argc, argv);
