@@ -39,8 +39,9 @@ struct NodeOptions {
     // Every topic this node creates or joins uses this transport, whatever the config's rules
     // say; the config still gives the QoS and the plugin's table ([dds]). A topic that exists
     // with another transport is an error, as with a conflicting config. `ferry bridge` uses it
-    // for its network side ("dds").
-    std::optional<std::string> transport;
+    // for its network side ("dds"). (Initialized, so that NodeOptions{domain, config} stays
+    // free of -Wmissing-field-initializers.)
+    std::optional<std::string> transport = std::nullopt;
 };
 
 class FERRY_API Node {
