@@ -45,6 +45,9 @@ constexpr auto kTakeTimeout = std::chrono::milliseconds(200);
 // before it subscribes locally (a publisher that waits for subscribers then waits for the bridge,
 // and its first messages are not lost to DDS discovery).
 constexpr auto kMatchWait = std::chrono::milliseconds(3000);
+// A topic the bridge failed to set up (a type or transport conflict, a plugin error) is tried
+// again this much later, not at every scan.
+constexpr auto kRetryAfter = std::chrono::seconds(5);
 
 bool matches(const std::vector<std::string>& patterns, const std::string& topic) {
     for (const auto& p : patterns)
@@ -112,16 +115,22 @@ private:
             }
             const bool want_out = publishers > 0 && matches(config_.out, t.name) && !out_topics_.count(t.name);
             const bool want_in = subscribers > 0 && matches(config_.in, t.name) && !in_topics_.count(t.name);
-            if ((want_out || want_in) && t.qos.transport == "dds") {
+            if (!want_out && !want_in) continue;
+            if (t.qos.transport == "dds") {
                 if (refused_.insert(t.name).second)
                     say("topic '" + t.name + "' is on dds in domain " + domain_ + " already: not bridged");
                 continue;
             }
+            const auto now = std::chrono::steady_clock::now();
+            if (auto it = retry_at_.find(t.name); it != retry_at_.end() && now < it->second) continue;
             try {
                 if (want_out) start_out(t);
                 if (want_in) start_in(t);
+                retry_at_.erase(t.name);
             } catch (const std::exception& e) {
-                if (refused_.insert(t.name).second) say("cannot bridge topic '" + t.name + "': " + e.what());
+                say("cannot bridge topic '" + t.name + "' (trying again in " + std::to_string(kRetryAfter.count()) +
+                    " s): " + e.what());
+                retry_at_[t.name] = now + kRetryAfter;
             }
         }
     }
@@ -230,6 +239,7 @@ private:
     std::unique_ptr<Node> net_;
     std::vector<std::unique_ptr<Route>> routes_;
     std::set<std::string> out_topics_, in_topics_, refused_;
+    std::map<std::string, std::chrono::steady_clock::time_point> retry_at_;
     std::atomic<bool> stopping_{false};
     std::mutex mu_;  // the two below
     std::set<std::uint64_t> own_net_ids_;
