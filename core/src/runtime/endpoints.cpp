@@ -82,6 +82,8 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
     params.depth_explicit = spec.depth_explicit && spec.qos.depth == qos.depth;
     params.reader_buffer_budget = qos.reader_buffer_budget;
     if (const auto it = spec.plugin_options.find(qos.transport); it != spec.plugin_options.end()) params.options = it->second;
+    params.node = spec.node;
+    params.type = spec.type;
     return params;
 }
 
