@@ -50,6 +50,58 @@ std::vector<TopicInfo> list_topics(const std::string& domain) {
     return out;
 }
 
+std::vector<TopicInfo> list_remote_topics(const std::string& domain, std::chrono::milliseconds wait) {
+    const auto local = list_topics(domain);
+    const auto config = detail::Config::load_for_node(std::nullopt);
+    char host_buf[256] = {};
+    const std::string this_host = ::gethostname(host_buf, sizeof host_buf - 1) == 0 ? host_buf : "";
+    std::vector<std::int32_t> local_pids;
+    for (const auto& t : local)
+        for (const auto& e : t.endpoints) local_pids.push_back(e.pid);
+    std::vector<TopicInfo> out;
+    for (const auto& name : detail::available_transports()) {
+        std::shared_ptr<detail::LoadedTransport> loaded;
+        try {
+            loaded = detail::load_transport(name);
+        } catch (const std::exception&) {
+            continue;  // `ferry plugin list` says why
+        }
+        auto& transport = loaded->get();
+        if (!transport.capabilities().network) continue;
+        const auto& options = config.plugin_options(name);
+        const bool used = !options.empty() || std::any_of(local.begin(), local.end(), [&](const TopicInfo& t) {
+            return t.qos.transport == name;
+        });
+        if (!used) continue;
+        std::vector<transport::RemoteEndpoint> found;
+        if (auto st = transport.discover(domain, options, wait, found); !st)
+            throw Error(Errc::io_error, name + ": discovery in domain " + domain + ": " + st.message());
+        for (auto& r : found) {
+            if (r.host == this_host && std::find(local_pids.begin(), local_pids.end(), r.pid) != local_pids.end())
+                continue;  // the registry lists it already
+            auto it = std::find_if(out.begin(), out.end(), [&](const TopicInfo& t) { return t.name == r.topic; });
+            if (it == out.end()) {
+                TopicInfo t;
+                t.name = r.topic;
+                t.qos.transport = name;
+                out.push_back(std::move(t));
+                it = out.end() - 1;
+            }
+            if (it->type.empty()) it->type = r.type;
+            EndpointInfo e;
+            e.topic = r.topic;
+            e.node = r.node;
+            e.publisher = r.publisher;
+            e.pid = r.pid;
+            e.remote = true;
+            e.host = r.host;
+            it->endpoints.push_back(std::move(e));
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
+    return out;
+}
+
 std::vector<PluginInfo> list_plugins() {
     std::vector<PluginInfo> out;
     for (const auto& name : detail::available_transports()) {
@@ -122,6 +174,13 @@ Qos resolve_config(const std::string& path, const std::string& topic) {
     auto cfg = detail::Config::load_file(path);
     cfg.check_transports(detail::available_transports());
     return cfg.resolve(topic).qos;
+}
+
+BridgeConfig load_bridge_config(const std::string& path) {
+    auto cfg = detail::Config::load_file(path);
+    cfg.check_transports(detail::available_transports());
+    const auto& b = cfg.bridge();
+    return BridgeConfig{b.out, b.in, b.network_domain};
 }
 
 }  // namespace ferry

@@ -2,6 +2,7 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <ferry/error.hpp>
@@ -29,6 +30,7 @@ public:
     std::string name;
     std::string domain;
     Config config;
+    std::optional<std::string> transport;  // NodeOptions::transport
     std::shared_ptr<Participant> participant;
 
     EndpointSpec spec(const std::string& topic, const std::string& type) const {
@@ -42,6 +44,11 @@ public:
         s.transport_explicit = resolved.transport_explicit;
         s.where = resolved.where;
         s.depth_explicit = resolved.depth_explicit;
+        if (transport) {
+            s.qos.transport = *transport;
+            s.transport_explicit = true;
+            s.where = "node '" + name + "' (NodeOptions::transport)";
+        }
         s.plugin_options = config.all_plugin_options();
         return s;
     }
@@ -59,6 +66,12 @@ Node::Node(std::string name, NodeOptions options) : impl_(std::make_shared<detai
     impl_->domain = detail::checked_domain(options.domain ? *options.domain : default_domain());
     impl_->config = detail::Config::load_for_node(options.config_path);
     impl_->config.check_transports(detail::available_transports());
+    if (options.transport) {
+        const auto available = detail::available_transports();
+        if (std::find(available.begin(), available.end(), *options.transport) == available.end())
+            throw Error(Errc::invalid_argument, "node '" + impl_->name + "': unknown transport '" + *options.transport + "'");
+        impl_->transport = options.transport;
+    }
     impl_->participant = detail::Participant::get(impl_->domain, impl_->config.defaults().mode);
 }
 

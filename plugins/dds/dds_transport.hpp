@@ -57,8 +57,14 @@ public:
     Status validate(const TopicParams& params) const noexcept override;
     Status create_writer(const TopicParams& params, std::unique_ptr<Writer>& out) noexcept override;
     Status create_reader(const TopicParams& params, std::unique_ptr<Reader>& out) noexcept override;
+    Status discover(const std::string& domain,
+                    const std::vector<std::pair<std::string, std::string>>& options,
+                    std::chrono::milliseconds wait,
+                    std::vector<RemoteEndpoint>& out) noexcept override;
 
 private:
+    // The process's participant in the DDS domain `wanted` names, joined on first use. Holds mu_.
+    Status participant_for(const Settings& wanted, const std::string& topic, dds_entity_t& participant);
     // The process's participant in the DDS domain `params` asks for, created on first use; the
     // topic entity for `params`.
     Status topic_for(const TopicParams& params, dds_entity_t& participant, dds_entity_t& topic) noexcept;

@@ -313,3 +313,17 @@ TEST_CASE("a callback subscription runs until its handle is dropped, which waits
     (void)pub.publish("fast");
     CHECK(calls.load() == seen);  // nothing runs the callback any more
 }
+
+TEST_CASE("NodeOptions::transport puts every topic of the node on that transport", "[api]") {
+    World world("shm", "[[topic]]\nmatch = \"x/*\"\ntransport = \"shm\"\ndepth = 5\n");
+    ferry::NodeOptions options = world.options;
+    options.transport = "uds";
+    ferry::Node sut("forced", options);
+    auto pub = sut.advertise<std::string>("x/forced");
+    CHECK(pub.qos().transport == "uds");
+    CHECK(pub.qos().depth == 5);  // the rest of the QoS still comes from the config
+    // A node without the override that the config sends to shm is refused, naming the conflict.
+    CHECK_THROWS_WITH(world.node("plain").subscribe<std::string>("x/forced"), Catch::Contains("uds") && Catch::Contains("shm"));
+    options.transport = "no_such_transport";
+    CHECK_THROWS_WITH(ferry::Node("bad", options), Catch::Contains("unknown transport 'no_such_transport'"));
+}

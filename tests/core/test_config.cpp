@@ -262,3 +262,21 @@ TEST_CASE("the [dds] table is validated and handed to the dds plugin as text", "
                    Catch::Contains("domain_id, interfaces"));
     CHECK_THAT(error_of("dds = 3\n"), Catch::Contains("test.toml:1:") && Catch::Contains("[dds]"));
 }
+
+TEST_CASE("the [bridge] table is validated, with file and line", "[config]") {
+    const auto sut = Config::parse("[bridge]\nout = [\"chatter\", \"camera/*\"]\nin = [\"cmd/*\"]\nnetwork_domain = \"site-net\"\n",
+                                   "test.toml");
+    CHECK(sut.bridge().out == std::vector<std::string>{"chatter", "camera/*"});
+    CHECK(sut.bridge().in == std::vector<std::string>{"cmd/*"});
+    CHECK(sut.bridge().network_domain == "site-net");
+    CHECK(Config::parse("[bridge]\nout = [\"a\"]\n", "test.toml").bridge().network_domain == "net");
+    CHECK(Config().bridge().out.empty());
+    CHECK_THAT(error_of("[bridge]\nout = \"chatter\"\n"), Catch::Contains("test.toml:2:") && Catch::Contains("array"));
+    CHECK_THAT(error_of("[bridge]\nin = [\"a\", 3]\n"), Catch::Contains("test.toml:2:") && Catch::Contains("'in' entries"));
+    CHECK_THAT(error_of("[bridge]\nin = [\"\"]\n"), Catch::Contains("test.toml:2:"));
+    CHECK_THAT(error_of("\n[bridge]\nnetwork_domain = \"a.b\"\n"), Catch::Contains("test.toml:3:") && Catch::Contains("network_domain"));
+    CHECK_THAT(error_of("[bridge]\nloop = true\n"),
+               Catch::Contains("test.toml:2:") && Catch::Contains("unknown key 'loop' in [bridge]") &&
+                   Catch::Contains("out, in, network_domain"));
+    CHECK_THAT(error_of("bridge = 3\n"), Catch::Contains("test.toml:1:") && Catch::Contains("[bridge]"));
+}

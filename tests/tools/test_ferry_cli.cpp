@@ -478,6 +478,29 @@ TEST_CASE("config check validates a file and shows what topics resolve to", "[to
     std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("config check and ferry bridge report a bad [bridge] table with file and line", "[tools][ferry][bridge]") {
+    Domain d;
+    char tmpl[] = "/tmp/ferry-cli-bridge-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl;
+    {
+        std::ofstream bad(dir + "/bad.toml");
+        bad << "[defaults]\ntransport = \"uds\"\n\n[bridge]\nout = [\"chatter\"]\nin = \"chatter\"\n";
+        std::ofstream empty(dir + "/empty.toml");
+        empty << "[defaults]\ntransport = \"uds\"\n";
+    }
+    auto r = d.ferry({"config", "check", dir + "/bad.toml"});
+    CHECK(r.code == 1);
+    CHECK(std::regex_match(r.output, std::regex("ferry: " + dir + "/bad\\.toml:6:[^\n]*'in' must be an array[^\n]*\n")));
+    r = d.ferry({"bridge", "--config", dir + "/bad.toml"});
+    CHECK(r.code == 1);
+    CHECK(std::regex_match(r.output, std::regex("ferry: " + dir + "/bad\\.toml:6:[^\n]*\n")));
+    r = d.ferry({"bridge", "--config", dir + "/empty.toml"});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Catch::Contains("no [bridge] table"));
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("names with control characters are printed escaped, on one line", "[tools][ferry]") {
     Domain d;
     auto r = d.ferry({"topic", "info", "no\nsuch\x1b[2J"});

@@ -1,5 +1,6 @@
 // ferry: inspect and poke a running ferry system (topics, nodes, plugins, config, clean-up).
 // Exit codes: 0 success, 1 runtime error, 2 usage error. Errors are one line on stderr.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +51,27 @@ bool find_topic(const std::string& domain, const std::string& name, TopicInfo& o
     return false;
 }
 
+std::vector<TopicInfo> with_remote(const Globals& g, std::vector<TopicInfo> local) {
+    if (g.discovery_s <= 0) return local;
+    const auto wait = std::chrono::milliseconds(static_cast<long>(g.discovery_s * 1000));
+    for (auto& r : list_remote_topics(g.domain, wait)) {
+        auto it = std::find_if(local.begin(), local.end(), [&](const TopicInfo& t) { return t.name == r.name; });
+        if (it == local.end()) {
+            local.push_back(std::move(r));
+            continue;
+        }
+        if (it->type.empty()) it->type = r.type;
+        for (auto& e : r.endpoints) it->endpoints.push_back(std::move(e));
+    }
+    std::sort(local.begin(), local.end(), [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
+    return local;
+}
+
+std::string endpoint_name(const EndpointInfo& e) {
+    if (!e.remote) return e.node;
+    return (e.node.empty() ? std::string("?") : e.node) + "@" + (e.host.empty() ? std::string("?") : e.host);
+}
+
 bool wait_for_topic(const std::string& domain, const std::string& name, double timeout_s, TopicInfo& out) {
     const auto start = std::chrono::steady_clock::now();
     while (!g_interrupted.load()) {
@@ -59,6 +81,34 @@ bool wait_for_topic(const std::string& domain, const std::string& name, double t
         std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the registry has no tool-side wake-up
     }
     return false;
+}
+
+bool wait_for_topic(const Globals& g, const std::string& name, double timeout_s, TopicInfo& out) {
+    const auto start = std::chrono::steady_clock::now();
+    while (!g_interrupted.load()) {
+        if (find_topic(g.domain, name, out)) return true;
+        if (g.discovery_s > 0) {
+            for (auto& t : with_remote(g, {})) {
+                if (t.name != name || t.type.empty()) continue;
+                out = std::move(t);
+                return true;
+            }
+        }
+        const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (timeout_s >= 0 && waited >= timeout_s) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the registry has no tool-side wake-up
+    }
+    return false;
+}
+
+RawSubscriber subscribe_any(const Globals& g, const std::string& node_name, const TopicInfo& info, std::unique_ptr<Node>& node) {
+    const bool remote_only = !info.endpoints.empty() && std::all_of(info.endpoints.begin(), info.endpoints.end(),
+                                                                    [](const EndpointInfo& e) { return e.remote; });
+    NodeOptions nopts;
+    nopts.domain = g.domain;
+    if (remote_only) nopts.transport = info.qos.transport;
+    node = std::make_unique<Node>(node_name, nopts);
+    return node->subscribe_raw(info.name, remote_only ? info.type : "");
 }
 
 }  // namespace ferry::cli
@@ -73,6 +123,10 @@ int main(int argc, char** argv) {
     std::string domain;
     app.add_option("--domain", domain, "domain to look at (default: FERRY_DOMAIN, else 0)");
     app.add_flag("--json", g.json, "machine-readable output (one JSON document)");
+    app.add_option("--discovery", g.discovery_s,
+                   "seconds the network transports (dds) look for endpoints on other hosts when the domain uses "
+                   "one (topic list/info, node list; 0: this host's registry only)")
+        ->check(CLI::Range(0.0, 60.0));
     app.add_option("--types", g.type_modules, "type-support module for user types (see FERRY_TYPE); repeatable")
         ->allow_extra_args(false);
 
@@ -81,6 +135,7 @@ int main(int argc, char** argv) {
     add_bag_commands(app, g);
     add_record_command(app, g);
     add_play_command(app, g);
+    add_bridge_command(app, g);
 
     try {
         app.parse(argc, argv);

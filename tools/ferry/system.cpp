@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 
@@ -22,14 +23,16 @@ int run_node_list(const Globals& g) {
     struct Node {
         std::string name;
         int pid = 0;
+        std::string host;  // remote nodes only
         std::set<std::string> publishes, subscribes;
     };
-    std::map<std::pair<int, std::string>, Node> nodes;
-    for (const auto& t : list_topics(g.domain)) {
+    std::map<std::tuple<std::string, int, std::string>, Node> nodes;
+    for (const auto& t : with_remote(g, list_topics(g.domain))) {
         for (const auto& e : t.endpoints) {
-            Node& n = nodes[{e.pid, e.node}];
-            n.name = e.node;
+            Node& n = nodes[{e.remote ? e.host : std::string(), e.pid, e.node}];
+            n.name = endpoint_name(e);
             n.pid = e.pid;
+            n.host = e.remote ? e.host : "";
             (e.publisher ? n.publishes : n.subscribes).insert(t.name);
         }
     }
@@ -47,6 +50,8 @@ int run_node_list(const Globals& g) {
             arr.push(Json::object()
                          .add("name", Json::string(n.name))
                          .add("pid", Json::integer(n.pid))
+                         .add("remote", Json::boolean(!n.host.empty()))
+                         .add("host", n.host.empty() ? Json::null() : Json::string(n.host))
                          .add("publishers", Json::unsigned_integer(n.publishes.size()))
                          .add("subscribers", Json::unsigned_integer(n.subscribes.size()))
                          .add("publishes", pubs)

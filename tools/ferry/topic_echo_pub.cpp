@@ -33,15 +33,13 @@ int run_echo(const Globals& g, const EchoOptions& o) {
     TypeModules modules(g.type_modules);
     TopicInfo info;
     const auto start = std::chrono::steady_clock::now();
-    if (!wait_for_topic(g.domain, o.topic, o.timeout, info)) {
+    if (!wait_for_topic(g, o.topic, o.timeout, info)) {
         if (g_interrupted.load()) return kExitOk;
         throw RuntimeError("topic '" + o.topic + "' did not appear in domain " + g.domain + " within " +
                            fixed(o.timeout, 1) + " s");
     }
-    NodeOptions nopts;
-    nopts.domain = g.domain;
-    Node node("ferry_echo", nopts);
-    auto sub = node.subscribe_raw(o.topic, "");
+    std::unique_ptr<Node> node;
+    auto sub = subscribe_any(g, "ferry_echo", info, node);
     const std::string type = sub.type_name();
     const bool user_type = !is_builtin_type(type);
     if (user_type && !o.raw && !modules.supports(type) && !g.json)

@@ -98,7 +98,9 @@ Json endpoint_json(const EndpointInfo& e) {
         .add("role", Json::string(e.publisher ? "publisher" : "subscriber"))
         .add("messages", Json::unsigned_integer(e.messages))
         .add("bytes", Json::unsigned_integer(e.bytes))
-        .add("undelivered", Json::unsigned_integer(e.undelivered));
+        .add("undelivered", Json::unsigned_integer(e.undelivered))
+        .add("remote", Json::boolean(e.remote))
+        .add("host", e.remote ? Json::string(e.host) : Json::null());
 }
 
 void add_topic_list_info(CLI::App& topic, Globals& g) {
@@ -116,6 +118,7 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             auto after = *window > 0 && !before.empty() ? list_topics(g.domain) : before;
             const double dt = *window > 0 && !before.empty() ? *window : 0;
             auto r = rates(before, after, dt);
+            after = with_remote(g, std::move(after));
             if (g.json) {
                 auto topics = Json::array();
                 for (const auto& t : after) {
@@ -169,7 +172,8 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
                     row.push_back(overflow_name(t.qos.overflow));
                     row.push_back(human_bytes(static_cast<double>(t.qos.max_message_size)));
                     std::set<std::string> nodes;
-                    for (const auto& e : t.endpoints) nodes.insert(e.node + "(" + (e.publisher ? "pub" : "sub") + ")");
+                    for (const auto& e : t.endpoints)
+                        nodes.insert(endpoint_name(e) + "(" + (e.publisher ? "pub" : "sub") + (e.remote ? ",remote" : "") + ")");
                     std::string joined;
                     for (const auto& n : nodes) joined += (joined.empty() ? "" : ",") + n;
                     row.push_back(joined);
@@ -188,8 +192,13 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
     info->callback([&g, name] {
         g.action = [&g, name] {
             TopicInfo t;
-            if (!find_topic(g.domain, *name, t))
-                throw RuntimeError("topic '" + *name + "' does not exist in domain " + g.domain);
+            bool found = false;
+            for (auto& x : with_remote(g, list_topics(g.domain))) {
+                if (x.name != *name) continue;
+                t = std::move(x);
+                found = true;
+            }
+            if (!found) throw RuntimeError("topic '" + *name + "' does not exist in domain " + g.domain);
             const Counts c = count(t);
             if (g.json) {
                 auto eps = Json::array();
@@ -213,7 +222,12 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             s += "topic:      " + shown(t.name) + "\n";
             s += "type:       " + shown(t.type) + "\n";
             s += "transport:  " + shown(t.qos.transport) + "\n";
-            s += "qos:        depth " + std::to_string(t.qos.depth) + ", overflow " +
+            const bool all_remote = !t.endpoints.empty() && std::all_of(t.endpoints.begin(), t.endpoints.end(),
+                                                                        [](const EndpointInfo& e) { return e.remote; });
+            if (all_remote)
+                s += "qos:        not known here (every endpoint is on another host)\n";
+            else
+                s += "qos:        depth " + std::to_string(t.qos.depth) + ", overflow " +
                  overflow_name(t.qos.overflow) + ", max message " +
                  human_bytes(static_cast<double>(t.qos.max_message_size)) + ", block timeout " +
                  std::to_string(t.qos.block_timeout.count()) + " ms, mode " + mode + "\n";
@@ -228,11 +242,12 @@ void add_topic_list_info(CLI::App& topic, Globals& g) {
             out(s);
             Table table({"ROLE", "NODE", "PID", "ENDPOINT", "MESSAGES", "BYTES", "UNDELIVERED"},
                         {false, false, true, false, true, true, true});
-            for (const auto& e : t.endpoints)
-                table.add_row({e.publisher ? "publisher" : "subscriber", e.node, std::to_string(e.pid), hex_id(e.id),
-                               e.publisher ? std::to_string(e.messages) : "-",
-                               e.publisher ? std::to_string(e.bytes) : "-",
-                               e.publisher ? std::to_string(e.undelivered) : "-"});
+            for (const auto& e : t.endpoints) {
+                const bool counted = e.publisher && !e.remote;
+                table.add_row({e.publisher ? "publisher" : "subscriber", endpoint_name(e), std::to_string(e.pid),
+                               e.remote ? "remote" : hex_id(e.id), counted ? std::to_string(e.messages) : "-",
+                               counted ? std::to_string(e.bytes) : "-", counted ? std::to_string(e.undelivered) : "-"});
+            }
             if (!table.empty()) out("\n" + table.str());
             return kExitOk;
         };

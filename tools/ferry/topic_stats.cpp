@@ -159,15 +159,14 @@ int run_stats(const Globals& g, const StatsOptions& o) {
                                                        std::chrono::duration<double>(o.duration))
                                          : std::chrono::steady_clock::time_point::max();
     TopicInfo info;
-    if (!wait_for_topic(g.domain, o.topic, o.duration > 0 ? o.duration : -1, info) && !g_interrupted.load())
+    if (!wait_for_topic(g, o.topic, o.duration > 0 ? o.duration : -1, info) && !g_interrupted.load())
         throw RuntimeError("topic '" + o.topic + "' did not appear in domain " + g.domain + " within " +
                            fixed(o.duration, 1) + " s");
     Window w(o.kind, o.window);
     if (!g_interrupted.load()) {
-        NodeOptions nopts;
-        nopts.domain = g.domain;
-        Node node("ferry_" + std::string(o.kind == Kind::hz ? "hz" : o.kind == Kind::bw ? "bw" : "delay"), nopts);
-        auto sub = node.subscribe_raw(o.topic, "");
+        std::unique_ptr<Node> node;
+        auto sub = subscribe_any(g, "ferry_" + std::string(o.kind == Kind::hz ? "hz" : o.kind == Kind::bw ? "bw" : "delay"),
+                                 info, node);
         auto next_print = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         while (!g_interrupted.load()) {
             const auto now = std::chrono::steady_clock::now();

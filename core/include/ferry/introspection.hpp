@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct EndpointInfo {
     // publishers: messages a subscriber did not get (its queue stayed full under block or was
     // full under fail; a stalled subscriber misses messages until it drains)
     std::uint64_t undelivered = 0;
+    // An endpoint a network transport discovered in a process this host's registry does not
+    // list (another host, or another /dev/shm): id and counters are 0, pid is on `host`.
+    bool remote = false;
+    std::string host;
 };
 
 struct TopicInfo {
@@ -53,6 +58,15 @@ struct PluginInfo {
     std::string summary;
 };
 
+// The topics of `domain` that network transports (dds) see beyond this host's registry: every
+// endpoint of another process that the registry does not list, marked remote, with its host,
+// pid, node and type as that process announced them; qos.transport names the transport, the
+// rest of the QoS is not known. Runs only when the domain uses a network transport here (one of
+// its topics is on it, or the config, FERRY_CONFIG else ./ferry.toml, has the transport's
+// table); then joins the engine's discovery and waits `wait` for it (blocks that long). Throws
+// ferry::Error if the config or the registry is unusable.
+FERRY_API std::vector<TopicInfo> list_remote_topics(const std::string& domain, std::chrono::milliseconds wait);
+
 // Every transport module found on the search path (FERRY_PLUGIN_PATH, the install location,
 // the build tree), each loaded and checked.
 FERRY_API std::vector<PluginInfo> list_plugins();
@@ -67,5 +81,17 @@ FERRY_API void interrupt_waits_on(const std::atomic<bool>* flag);
 
 // Loads a config file (throws ferry::Error with file and line) and resolves `topic` in it.
 FERRY_API Qos resolve_config(const std::string& path, const std::string& topic);
+
+// The config's [bridge] table: what `ferry bridge` forwards between a local domain and the
+// network (README.md, "The bridge").
+struct BridgeConfig {
+    std::vector<std::string> out;  // fnmatch patterns of local topics republished on dds
+    std::vector<std::string> in;   // fnmatch patterns of dds topics republished locally
+    std::string network_domain;    // the ferry domain of the dds side ("net" unless set)
+};
+
+// Loads (and validates, like resolve_config) a config file and returns its [bridge] table.
+// Throws ferry::Error with file and line.
+FERRY_API BridgeConfig load_bridge_config(const std::string& path);
 
 }  // namespace ferry

@@ -36,6 +36,12 @@ class NodeImpl;
 struct NodeOptions {
     std::optional<std::string> domain;       // else FERRY_DOMAIN, else "0"
     std::optional<std::string> config_path;  // else FERRY_CONFIG, else ./ferry.toml, else defaults
+    // Every topic this node creates or joins uses this transport, whatever the config's rules
+    // say; the config still gives the QoS and the plugin's table ([dds]). A topic that exists
+    // with another transport is an error, as with a conflicting config. `ferry bridge` uses it
+    // for its network side ("dds"). (Initialized, so that NodeOptions{domain, config} stays
+    // free of -Wmissing-field-initializers.)
+    std::optional<std::string> transport = std::nullopt;
 };
 
 class FERRY_API Node {

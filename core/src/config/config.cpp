@@ -86,6 +86,43 @@ PluginOptions parse_dds(const std::string& source, const toml::table& table) {
     return out;
 }
 
+// [bridge]: topic patterns `ferry bridge` forwards, and the domain of its network side.
+BridgeRules parse_bridge(const std::string& source, const toml::table& table) {
+    BridgeRules out;
+    auto patterns = [&](const toml::node& node, const char* key) {
+        const auto* arr = node.as_array();
+        if (arr == nullptr)
+            fail_at(source, node.source(), std::string("'") + key + "' must be an array of topic patterns, e.g. [\"camera/*\"]");
+        std::vector<std::string> list;
+        for (const auto& item : *arr) {
+            const auto p = item.value<std::string>();
+            if (!item.is_string() || !p || p->empty() || p->size() > 255)
+                fail_at(source, item.source(), std::string("'") + key + "' entries must be topic names or fnmatch patterns (1 to 255 characters)");
+            list.push_back(*p);
+        }
+        return list;
+    };
+    for (const auto& [k, node] : table) {
+        const std::string key(k.str());
+        if (key == "out") {
+            out.out = patterns(node, "out");
+        } else if (key == "in") {
+            out.in = patterns(node, "in");
+        } else if (key == "network_domain") {
+            const auto d = node.value<std::string>();
+            const bool ok = node.is_string() && d && !d->empty() && d->size() <= 32 &&
+                            std::all_of(d->begin(), d->end(), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+                            });
+            if (!ok) fail_at(source, node.source(), "'network_domain' must be a ferry domain: 1 to 32 characters of A-Z a-z 0-9 _ -");
+            out.network_domain = *d;
+        } else {
+            fail_at(source, node.source(), "unknown key '" + key + "' in [bridge]; allowed: out, in, network_domain");
+        }
+    }
+    return out;
+}
+
 ConfigRule parse_rule(const std::string& source, const toml::table& table, bool is_default) {
     ConfigRule rule;
     rule.line = static_cast<int>(table.source().begin.line);
@@ -285,8 +322,11 @@ Config Config::parse(std::string_view text, const std::string& source) {
         } else if (key == "dds") {
             if (!node.is_table()) fail_at(source, node.source(), "'dds' must be a table: [dds]");
             cfg.plugin_options_["dds"] = parse_dds(source, *node.as_table());
+        } else if (key == "bridge") {
+            if (!node.is_table()) fail_at(source, node.source(), "'bridge' must be a table: [bridge]");
+            cfg.bridge_ = parse_bridge(source, *node.as_table());
         } else {
-            fail_at(source, node.source(), "unknown key '" + key + "' at top level; allowed: [defaults], [[topic]], [dds]");
+            fail_at(source, node.source(), "unknown key '" + key + "' at top level; allowed: [defaults], [[topic]], [dds], [bridge]");
         }
     }
     return cfg;

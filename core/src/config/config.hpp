@@ -20,6 +20,11 @@
 //   [dds]                      # settings of the dds plugin (plugins/dds/README.md)
 //   domain_id = 0
 //   interfaces = ["lo"]
+//
+//   [bridge]                   # what `ferry bridge` forwards (README.md, "The bridge")
+//   out = ["chatter", "camera/*"]   # local topics republished on dds
+//   in = ["cmd/*"]                  # dds topics republished locally
+//   network_domain = "net"          # the ferry domain of the dds side
 #pragma once
 
 #include <map>
@@ -53,6 +58,13 @@ struct ConfigRule {
 // text in TopicParams::options.
 using PluginOptions = std::vector<std::pair<std::string, std::string>>;
 
+// The [bridge] table.
+struct BridgeRules {
+    std::vector<std::string> out;  // fnmatch patterns of local topics sent to the network
+    std::vector<std::string> in;   // fnmatch patterns of network topics brought in
+    std::string network_domain = "net";
+};
+
 class Config {
 public:
     // Built-in defaults only.
@@ -84,11 +96,15 @@ public:
     const PluginOptions& plugin_options(const std::string& transport) const;
     const std::map<std::string, PluginOptions>& all_plugin_options() const noexcept { return plugin_options_; }
 
+    // The [bridge] table (empty patterns when the file has none).
+    const BridgeRules& bridge() const noexcept { return bridge_; }
+
 private:
     std::string source_ = "<built-in defaults>";
     ConfigRule defaults_;
     std::vector<ConfigRule> rules_;
     std::map<std::string, PluginOptions> plugin_options_;
+    BridgeRules bridge_;
 };
 
 // "4096", "64KiB", "16MiB", "1GiB", "4k", "2M": bytes, or nullopt if not a size.

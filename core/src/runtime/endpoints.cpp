@@ -86,6 +86,8 @@ transport::TopicParams make_params(const EndpointSpec& spec, const Qos& qos, std
                                        : transport::TopicParams::Wait::adaptive;
     params.spin = std::chrono::microseconds(qos.spin_us);
     if (const auto it = spec.plugin_options.find(qos.transport); it != spec.plugin_options.end()) params.options = it->second;
+    params.node = spec.node;
+    params.type = spec.type;
     return params;
 }
 

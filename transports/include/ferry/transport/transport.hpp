@@ -31,7 +31,7 @@ namespace ferry::transport {
 
 // Bumped whenever anything in this header changes layout or meaning. The loader refuses a
 // module built against another version.
-inline constexpr std::uint32_t kAbiVersion = 5;
+inline constexpr std::uint32_t kAbiVersion = 6;
 
 // C++ types (std::string, std::vector, classes with virtual functions) cross the plugin
 // boundary, so a module must also be built with the same standard library, in the same ABI
@@ -148,6 +148,22 @@ struct TopicParams {
     // The config's table named after this transport (e.g. [dds]) as key -> value text, already
     // validated by the core: strings unquoted, arrays joined with ','. Empty when there is none.
     std::vector<std::pair<std::string, std::string>> options;
+    // Who the endpoint is, for a network transport to announce to its engine's discovery (so
+    // that another host's `ferry topic list` can name it; see Transport::discover): the node's
+    // name and the topic's type name ("" for a subscriber that takes any type).
+    std::string node;
+    std::string type;
+};
+
+// An endpoint of another process that a network transport's engine discovered, possibly on
+// another host (Transport::discover).
+struct RemoteEndpoint {
+    std::string topic;      // the ferry topic name
+    std::string type;       // its type name as announced ("" if not)
+    bool publisher = false; // else subscriber
+    std::string host;       // the host name the process announced ("" if it is not ferry's)
+    std::int32_t pid = 0;   // its pid on that host (0 if not announced)
+    std::string node;       // its node name ("" if not announced)
 };
 
 // A peer endpoint as the registry knows it.
@@ -291,6 +307,22 @@ public:
     virtual bool remove_object(const std::string& path) const noexcept {
         (void)path;
         return false;
+    }
+
+    // Network transports: the endpoints of ferry domain `domain` in other processes that the
+    // engine knows of, on any host, with `options` the config's table for this transport (as in
+    // TopicParams). Joins the engine's discovery if this process has not yet, and then waits
+    // `wait` for it (blocks that long). Not this process's own endpoints. Local transports have
+    // nothing to report (the registry knows their endpoints): they keep this default.
+    virtual Status discover(const std::string& domain,
+                            const std::vector<std::pair<std::string, std::string>>& options,
+                            std::chrono::milliseconds wait,
+                            std::vector<RemoteEndpoint>& out) noexcept {
+        (void)domain;
+        (void)options;
+        (void)wait;
+        out.clear();
+        return Status::ok();
     }
 };
 
