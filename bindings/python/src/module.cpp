@@ -297,6 +297,13 @@ struct Subscriber {
     // The next sample; None when `timeout` passed with nothing (timeout None: wait forever).
     std::optional<Sample> take(std::optional<double> timeout) {
         auto sub = get();
+        // A sample already queued is taken without giving up the GIL: releasing and re-acquiring
+        // it costs more than the take itself, and nothing here blocks.
+        {
+            ferry::RawSample ready = sub->try_take_sample();
+            if (ready) return Sample{std::move(ready), 0};
+            if (ready.status().code() != ferry::Errc::would_block) raise_status(ready.status());
+        }
         const auto t = to_timeout(timeout);
         const auto deadline = steady_clock::now() + t.value_or(nanoseconds(0));
         while (true) {
