@@ -13,6 +13,7 @@
 #   3. B's bridge restarted: a talker in B reaches a listener in A, every message exactly once.
 # Usage: bridge_test.sh <bin dir> loopback|netns   (FERRY_PLUGIN_PATH from the environment)
 set -euo pipefail
+source "$(dirname "$0")/veth_pair.sh"
 bin=$1 mode=$2
 skip() { echo "skipped: $*"; exit 77; }
 tag=$$
@@ -44,17 +45,8 @@ doms=()
 trap cleanup EXIT
 
 if [ "$mode" = netns ]; then
-  ip netns add "$a" 2>/dev/null || skip "cannot create a network namespace here (no CAP_SYS_ADMIN?)"
-  ip netns add "$b"
-  ip link add "$va" type veth peer name "$vb"
-  ip link set "$va" netns "$a"
-  ip link set "$vb" netns "$b"
   net=198.19.$((tag % 250 + 1))
-  ip -n "$a" addr add "$net.1/24" dev "$va"
-  ip -n "$b" addr add "$net.2/24" dev "$vb"
-  for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-  ip -n "$a" link set "$va" up
-  ip -n "$b" link set "$vb" up
+  join_by_veth "$a" "$b" "$va" "$vb" "$net"
   if_a=$va if_b=$vb
   # Same names on both sides, as on two machines: only the namespaces keep them apart.
   dom_a=bridge$tag dom_b=bridge$tag net_dom=bnet$tag

@@ -9,6 +9,7 @@
 #             RFC 2544). Root only: otherwise skipped. The namespaces go however the test ends.
 # Usage: discovery_test.sh <bin dir> loopback|netns   (FERRY_PLUGIN_PATH from the environment)
 set -euo pipefail
+source "$(dirname "$0")/veth_pair.sh"
 bin=$1 mode=$2
 skip() { echo "skipped: $*"; exit 77; }
 tag=$$
@@ -35,17 +36,8 @@ if [ "$mode" = netns ]; then
   [ "$(id -u)" -eq 0 ] || skip "network namespaces need root; run the suite as root to check this"
   command -v ip >/dev/null || skip "ip (iproute2) is not installed; tools/install-deps.sh installs it"
   command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"
-  ip netns add "$a" 2>/dev/null || skip "cannot create a network namespace here (no CAP_SYS_ADMIN?)"
-  ip netns add "$b"
-  ip link add "$va" type veth peer name "$vb"
-  ip link set "$va" netns "$a"
-  ip link set "$vb" netns "$b"
   net=198.18.$((tag % 250 + 1))
-  ip -n "$a" addr add "$net.1/24" dev "$va"
-  ip -n "$b" addr add "$net.2/24" dev "$vb"
-  for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-  ip -n "$a" link set "$va" up
-  ip -n "$b" link set "$vb" up
+  join_by_veth "$a" "$b" "$va" "$vb" "$net"
   if_a=$va if_b=$vb
 else
   command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"

@@ -8,6 +8,7 @@
 # a message. The namespaces, and with them the veth pair, are removed however the test ends.
 # Usage: netns_test.sh <bin dir>   (FERRY_PLUGIN_PATH from the environment)
 set -euo pipefail
+source "$(dirname "$0")/veth_pair.sh"
 bin=$1
 skip() { echo "skipped: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "network namespaces need root; run the suite as root to check this"
@@ -25,17 +26,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns add "$a" 2>/dev/null || skip "cannot create a network namespace here (no CAP_SYS_ADMIN?)"
-ip netns add "$b"
-ip link add "$va" type veth peer name "$vb"
-ip link set "$va" netns "$a"
-ip link set "$vb" netns "$b"
 net=198.18.$((tag % 250 + 1))
-ip -n "$a" addr add "$net.1/24" dev "$va"
-ip -n "$b" addr add "$net.2/24" dev "$vb"
-for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-ip -n "$a" link set "$va" up
-ip -n "$b" link set "$vb" up
+join_by_veth "$a" "$b" "$va" "$vb" "$net"
 
 # Runs a program inside namespace $1 with a private /dev/shm, in place of the calling (sub)shell,
 # so that a background job's $! is the program's pid. Call it in a subshell or with &.
