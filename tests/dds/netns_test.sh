@@ -93,9 +93,17 @@ FERRY_DOMAIN=$domain FERRY_CONFIG=$work/a.toml in_ns "$a" "$bin/talker" --topic 
 talker=$!
 children+=("$talker")
 for _ in $(seq 1 300); do grep -q matched "$work/watch.out" && break; sleep 0.1; done
+# What `ferry topic info` in B says of the topic (learned through DDS discovery alone).
+config "$work/b.toml" "$vb" block
+info_b() { (FERRY_DOMAIN=$domain FERRY_CONFIG=$work/b.toml in_ns "$b" "$bin/ferry" --discovery 3 topic info hosts/k) 2>&1 || true; }
 if ! grep -q matched "$work/watch.out"; then
   echo "FAILED: the watcher in B never saw the talker in A"; failures=$((failures + 1))
 else
+  if info_b | grep -Eq "^publisher +talker@[^ ]+ +[0-9]+ +remote"; then
+    echo "ok: ferry topic info in B lists the talker in A as a remote publisher"
+  else
+    echo "FAILED: ferry topic info in B does not list the talker in A"; info_b; failures=$((failures + 1))
+  fi
   kill -9 "$talker"
   killed=$(date +%s%N)
   wait "$talker" 2>/dev/null || true
@@ -106,6 +114,11 @@ else
     ms=$(( (at - killed) / 1000000 ))
     if [ $ms -le 12000 ]; then
       echo "ok: B forgot the SIGKILLed talker after $ms ms (lease 10 s)"
+      if info_b | grep -Eq "^publisher .*remote"; then
+        echo "FAILED: ferry topic info in B still lists the dead talker after the lease"; info_b; failures=$((failures + 1))
+      else
+        echo "ok: ferry topic info in B no longer lists it"
+      fi
     else
       echo "FAILED: B forgot the SIGKILLed talker only after $ms ms (lease 10 s)"; failures=$((failures + 1))
     fi
