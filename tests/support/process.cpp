@@ -176,3 +176,20 @@ std::vector<std::string> leftovers(const std::string& dir, const std::string& do
 // environment still win.
 extern "C" const char* __asan_default_options() { return "quarantine_size_mb=32"; }
 #endif
+
+namespace ferry::test {
+
+Child spawn_program(const std::string& program, std::vector<std::string> args,
+                    const std::map<std::string, std::string>& env) {
+    args.insert(args.begin(), bin_path(program));
+    return Child::spawn(args, env);
+}
+
+ProgramResult run_program(const std::string& program, const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) {
+    Child c = spawn_program(program, args, env);
+    const int code = c.wait(timeout);
+    return {code, c.output()};
+}
+
+}  // namespace ferry::test

@@ -67,6 +67,18 @@ private:
 // Path of a program built into the build tree's bin directory.
 std::string bin_path(const std::string& name);
 
+// A program of the build tree's bin directory, spawned with `env` added to the environment.
+Child spawn_program(const std::string& program, std::vector<std::string> args,
+                    const std::map<std::string, std::string>& env);
+
+struct ProgramResult {
+    int code;  // as Child::wait
+    std::string output;
+};
+// spawn_program, then waits up to `timeout` for it to end: its exit code and what it printed.
+ProgramResult run_program(const std::string& program, const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout);
+
 // Names of entries in `dir` whose name contains "ferry.<domain>." (for leak checks).
 std::vector<std::string> leftovers(const std::string& dir, const std::string& domain);
 

@@ -170,18 +170,12 @@ struct Domain {
                 {"FERRY_PLUGIN_PATH", FERRY_TEST_PLUGIN_DIR}};
     }
     Child spawn(const std::string& program, std::vector<std::string> args) const {
-        args.insert(args.begin(), ferry::test::bin_path(program));
-        return Child::spawn(args, env());
+        return ferry::test::spawn_program(program, std::move(args), env());
     }
-    struct Result {
-        int code;
-        std::string output;
-    };
+    using Result = ferry::test::ProgramResult;
     Result ferry(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) const {
-        Child c = spawn("ferry", args);
-        const int code = c.wait(timeout);
-        Result r{code, c.output()};
-        UNSCOPED_INFO("ferry output (exit " << code << "):\n" << r.output);
+        Result r = ferry::test::run_program("ferry", args, env(), timeout);
+        UNSCOPED_INFO("ferry output (exit " << r.code << "):\n" << r.output);
         return r;
     }
     // Waits until the registry shows `pubs` publishers and `subs` subscribers on `topic`.
