@@ -4,8 +4,9 @@
 //
 //   SegmentHeader                        (magic, version, sizes, writer pid, writer futex)
 //   Slot[kSlotCount]                     (one per connected reader: ring head/tail, counters)
-//   rings: kSlotCount * depth * uint32   (slot s owns entries [s*depth, (s+1)*depth))
-//   chunks: chunk_count * ChunkHeader    (mask, size, and where the chunk's bytes live)
+//   rings: kSlotCount * depth * uint64   (slot s owns entries [s*depth, (s+1)*depth);
+//                                         an entry is a chunk index and the message size)
+//   chunks: chunk_count * ChunkHeader    (mask, and where the chunk's bytes live)
 //
 // Chunk data segments "/ferry.<domain>.<writer id>.shm.<serial>", one per chunk, made by the
 // writer when a chunk is first needed or needed larger (sized for the message, not for
@@ -32,7 +33,7 @@ namespace ferry::shm {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x314d48532d595246ull;   // "FRY-SHM1"
 inline constexpr std::uint64_t kDoorbellMagic = 0x3147494d2d595246ull;  // "FRY-MIG1"
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::uint32_t kSlotCount = 64;  // readers per writer: one bit each in a chunk mask
 inline constexpr std::uint32_t kMaxDepth = 65536;
 inline constexpr std::uint64_t kMaxChunkPayload = std::uint64_t{1} << 30;
@@ -104,14 +105,23 @@ struct alignas(kCacheLine) Slot {
     std::atomic<std::uint32_t> reader_closed;  // set by a reader that is going away
 };
 
+// A ring entry: the chunk index in the low half, the message size in the high half, so that a
+// reader learns both from the one line the writer wrote for it (sizes stay below 2^32:
+// kMaxChunkPayload).
+constexpr std::uint64_t ring_entry(std::uint32_t chunk, std::uint64_t size) noexcept {
+    return (size << 32) | chunk;
+}
+constexpr std::uint32_t entry_chunk(std::uint64_t entry) noexcept { return static_cast<std::uint32_t>(entry); }
+constexpr std::uint64_t entry_size(std::uint64_t entry) noexcept { return entry >> 32; }
+
 struct alignas(kCacheLine) ChunkHeader {
+    // Written on every hand-over (the writer sets bits, readers clear theirs): a line of its own.
     std::atomic<std::uint64_t> mask;  // bit s: slot s has it queued or holds it as a sample
-    std::atomic<std::uint64_t> size;
-    std::atomic<std::uint64_t> seq;   // writer's sequence number, for drop_oldest on the pool
     // The data segment holding this chunk's bytes: "<writer segment name>.<segment>" (0: none
     // yet), `capacity` bytes long. Written by the writer while the mask is 0, before the chunk
-    // is queued (published by the release store of a ring head).
-    std::atomic<std::uint64_t> segment;
+    // is queued (published by the release store of a ring head). It rarely changes, so on its
+    // own line it stays in every reader's cache.
+    alignas(kCacheLine) std::atomic<std::uint64_t> segment;
     std::atomic<std::uint64_t> capacity;
 };
 
@@ -121,11 +131,23 @@ struct alignas(kCacheLine) Doorbell {
     std::atomic<std::uint32_t> waiting;  // reader is (about to be) asleep on seq
 };
 
+static_assert(kMaxChunkPayload < (std::uint64_t{1} << 32), "a ring entry holds the size in 32 bits");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shm needs lock-free 64-bit atomics");
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "shm needs lock-free 32-bit atomics");
 static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "futex words must be 32 bits");
 
 inline constexpr std::size_t kDoorbellSegmentSize = kPage;
+
+// Asks for the cache line at `p` in a writable state ahead of an atomic read-modify-write on it,
+// so that the line moves between CPUs once instead of once to read and again to write.
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    // PREFETCHW: a no-op on the few x86 CPUs that lack it.
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
 
 struct Layout {
     std::uint32_t depth = 0;
@@ -150,7 +172,7 @@ constexpr bool compute_layout(std::uint32_t depth, std::uint64_t max_message_siz
     l.max_capacity = chunk_capacity_for(max_message_size, max_message_size);
     l.slots_offset = round_up(sizeof(SegmentHeader), kCacheLine);
     l.rings_offset = l.slots_offset + std::uint64_t{kSlotCount} * sizeof(Slot);
-    l.chunks_offset = round_up(l.rings_offset + std::uint64_t{kSlotCount} * depth * sizeof(std::uint32_t), kCacheLine);
+    l.chunks_offset = round_up(l.rings_offset + std::uint64_t{kSlotCount} * depth * sizeof(std::uint64_t), kCacheLine);
     l.total_size = round_up(l.chunks_offset + std::uint64_t{l.chunk_count} * sizeof(ChunkHeader), kPage);
     out = l;
     return true;
@@ -166,8 +188,8 @@ struct SegmentView {
     Slot* slot(std::uint32_t s) const noexcept {
         return reinterpret_cast<Slot*>(base + layout.slots_offset) + s;
     }
-    std::atomic<std::uint32_t>* ring(std::uint32_t s) const noexcept {
-        return reinterpret_cast<std::atomic<std::uint32_t>*>(base + layout.rings_offset) +
+    std::atomic<std::uint64_t>* ring(std::uint32_t s) const noexcept {
+        return reinterpret_cast<std::atomic<std::uint64_t>*>(base + layout.rings_offset) +
                std::uint64_t{s} * layout.depth;
     }
     ChunkHeader* chunk(std::uint32_t c) const noexcept {

@@ -214,9 +214,12 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
         unmap_replaced(a);
     }
     Slot* slot = a.view.slot(static_cast<std::uint32_t>(a.slot));
-    std::atomic<std::uint32_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
+    std::atomic<std::uint64_t>* ring = a.view.ring(static_cast<std::uint32_t>(a.slot));
     for (std::uint32_t attempt = 0; attempt < 4 * l.depth + 16; ++attempt) {
         std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
+        // The entry the writer fills next, fetched while head is read rather than after: when
+        // a poll sees the new head, the entry has come with it.
+        __builtin_prefetch(&ring[tail % l.depth]);
         const std::uint64_t head = slot->head.load(std::memory_order_acquire);
         if (tail == head) return false;
         if (tail > head || head - tail > l.depth) {
@@ -226,7 +229,8 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
             slot->tail.compare_exchange_strong(tail, head, std::memory_order_acq_rel);
             continue;
         }
-        const std::uint32_t idx = ring[tail % l.depth].load(std::memory_order_relaxed);
+        const std::uint64_t entry = ring[tail % l.depth].load(std::memory_order_relaxed);
+        const std::uint32_t idx = entry_chunk(entry);
         // Read and map the chunk while the entry is still queued: until our tail moves the
         // writer keeps the chunk (and its data segment) as it is, even if it is closing and
         // waits only for our ring to be empty. A failed CAS means the writer dropped the entry
@@ -240,7 +244,9 @@ bool ShmReader::pop(Attachment& a, SampleBuffer& out) noexcept {
         } else if (held) {
             bad = "chunk " + std::to_string(idx) + " queued again while still held";
         } else {
-            size = a.view.chunk(idx)->size.load(std::memory_order_relaxed);
+            // Its mask is cleared at release: fetch the line for that now, alongside the data.
+            prefetch_for_write(&a.view.chunk(idx)->mask);
+            size = entry_size(entry);
             if (size > l.max_message_size || size > params_.max_message_size) {
                 bad = "message size " + std::to_string(size) + " above max_message_size";
             } else {
@@ -316,7 +322,7 @@ bool ShmReader::poll(SampleBuffer& out, Clock::time_point until) noexcept {
         if (yield) {
             ::sched_yield();
         } else {
-            for (int k = 0; k < 8; ++k) cpu_relax();
+            cpu_relax();
         }
         if (i % 16 == 0 && Clock::now() >= until) return false;
     }
@@ -329,6 +335,7 @@ Status ShmReader::take(SampleBuffer& out, Clock::time_point deadline) noexcept {
         std::lock_guard<std::mutex> lock(mu_);
         if (try_take_locked(out)) return Status::ok();
     }
+    if (deadline == Clock::time_point::min()) return Status(Errc::would_block, "shm: no message");
     auto now = Clock::now();
     if (deadline <= now) return Status(Errc::would_block, "shm: no message");
     if (params_.wait == transport::TopicParams::Wait::spin) {

@@ -37,6 +37,9 @@ ShmWriter::ShmWriter(const transport::Host& host,
       view_{segment_.data(), layout},
       header_(view_.header()),
       loaned_(layout.chunk_count, 0),
+      chunk_seq_(layout.chunk_count, 0),
+      loan_bits_(layout.chunk_count, 0),
+      loan_reclaims_(layout.chunk_count, 0),
       chunks_(layout.chunk_count) {}
 
 ShmWriter::~ShmWriter() {
@@ -88,6 +91,25 @@ Status ShmWriter::bind_chunk(std::uint32_t c, std::size_t size) noexcept {
     }
 }
 
+void ShmWriter::mark_loaned(std::uint32_t c) noexcept {
+    // The chunk is free (mask 0), and only this writer sets bits: a plain store marks it for
+    // the readers it will most likely be queued for, so that commit needs no atomic
+    // read-modify-write (a full barrier on x86) in the common case. Commit corrects the bits if
+    // the readers changed meanwhile.
+    const std::uint64_t bits = active_bits_.load(std::memory_order_acquire);
+    loan_reclaims_[c] = reclaims_.load(std::memory_order_acquire);
+    loan_bits_[c] = bits;
+    view_.chunk(c)->mask.store(bits, std::memory_order_relaxed);
+    loaned_[c] = 1;
+}
+
+void ShmWriter::unloan(std::uint32_t c) noexcept {
+    // Queued nowhere: no reader has a bit of its own on it.
+    view_.chunk(c)->mask.store(0, std::memory_order_release);
+    loaned_[c] = 0;
+    hot_chunk_ = c;
+}
+
 ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::uint32_t& idx, Status& err) noexcept {
     const std::uint32_t n = view_.layout.chunk_count;
     auto is_free = [&](std::uint32_t c) {
@@ -95,11 +117,16 @@ ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::ui
     };
     auto fits = [&](std::uint32_t c) { return chunks_[c].map && chunks_[c].map.size() >= size; };
     // The chunk sent last is still in this core's cache (and mapped in every reader): when the
-    // readers are done with it, as in request/reply, reuse it rather than touch a cold one.
-    if (hot_chunk_ < n && fits(hot_chunk_) && is_free(hot_chunk_)) {
-        loaned_[hot_chunk_] = 1;
-        idx = hot_chunk_;
-        return Claim::ok;
+    // readers are done with it, as in request/reply, reuse it rather than touch a cold one. The
+    // readers cleared its mask last: fetch the line ready for mark_loaned's write, where a load
+    // alone would fetch it shared and the store fetch it a second time.
+    if (hot_chunk_ < n && loaned_[hot_chunk_] == 0 && fits(hot_chunk_)) {
+        prefetch_for_write(&view_.chunk(hot_chunk_)->mask);
+        if (is_free(hot_chunk_)) {
+            mark_loaned(hot_chunk_);
+            idx = hot_chunk_;
+            return Claim::ok;
+        }
     }
     std::uint32_t spare = n;  // a free chunk with no data segment yet, else one with too small a one
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -107,7 +134,7 @@ ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::ui
         if (c >= n) c -= n;
         if (!is_free(c)) continue;
         if (fits(c)) {
-            loaned_[c] = 1;
+            mark_loaned(c);
             next_chunk_ = c + 1 == n ? 0 : c + 1;
             idx = c;
             return Claim::ok;
@@ -118,7 +145,7 @@ ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::ui
     if (!may_bind) return Claim::no_space;
     err = bind_chunk(spare, size);
     if (!err) return err.code() == Errc::no_resources ? Claim::no_space : Claim::error;
-    loaned_[spare] = 1;
+    mark_loaned(spare);
     next_chunk_ = spare + 1 == n ? 0 : spare + 1;
     idx = spare;
     return Claim::ok;
@@ -191,6 +218,11 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
     }
     out.data = chunks_[idx].map.data();
     out.capacity = chunks_[idx].map.size();
+    // The reader read these lines last. Fetching them for writing now, while the caller fills
+    // the loan, keeps commit's barriers (its locks and atomics wait for pending stores) from
+    // waiting for each line in turn: the core's frame header and the first payload line.
+    prefetch_for_write(out.data);
+    if (size > kCacheLine) prefetch_for_write(out.data + kCacheLine);
     out.handle = (kLoanTag << 32) | idx;
     return Status::ok();
 }
@@ -203,10 +235,7 @@ bool ShmWriter::loan_handle_ok(const LoanBuffer& buf, std::uint32_t& idx) const 
 
 void ShmWriter::release(LoanBuffer& buf) noexcept {
     std::uint32_t idx = 0;
-    if (loan_handle_ok(buf, idx)) {
-        loaned_[idx] = 0;
-        hot_chunk_ = idx;
-    }
+    if (loan_handle_ok(buf, idx)) unloan(idx);
     buf = LoanBuffer{};
 }
 
@@ -217,18 +246,18 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     }
     buf = LoanBuffer{};
     if (size > params_.max_message_size) {
-        loaned_[idx] = 0;
+        unloan(idx);
         return Status(Errc::too_large, "shm: message of " + std::to_string(size) + " bytes on topic " + params_.topic +
                                            " exceeds max_message_size " + std::to_string(params_.max_message_size));
     }
     if (size > chunks_[idx].map.size()) {
-        loaned_[idx] = 0;
+        unloan(idx);
         return Status(Errc::invalid_argument, "shm: commit of " + std::to_string(size) + " bytes from a loan of " +
                                                   std::to_string(chunks_[idx].map.size()));
     }
     ChunkHeader* chunk = view_.chunk(idx);
-    chunk->size.store(size, std::memory_order_relaxed);
-    chunk->seq.store(++seq_, std::memory_order_relaxed);
+    chunk_seq_[idx] = ++seq_;
+    const std::uint64_t entry = ring_entry(idx, size);
 
     const std::uint32_t depth = view_.layout.depth;
     Errc worst = Errc::ok;
@@ -238,6 +267,10 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     bool have_deadline = false;
 
     std::unique_lock<std::mutex> lock(mu_);
+    // The bits mark_loaned set stand only if no slot was reclaimed since (a reclaim clears its
+    // bit on every chunk, and the slot may serve a new reader now).
+    const std::uint64_t marked = reclaims_.load(std::memory_order_relaxed) == loan_reclaims_[idx] ? loan_bits_[idx] : 0;
+    std::uint64_t served_bits = 0;
     const auto targets = active_;
     const std::uint32_t n_targets = active_count_;
     for (std::uint32_t i = 0; i < n_targets; ++i) {
@@ -249,13 +282,16 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         if (slot->reader_closed.load(std::memory_order_relaxed) != 0) continue;
 
         bool served = true;
-        for (;;) {
+        // The tail only moves forward: while the last tail read leaves room, the reader's line
+        // need not be fetched again (and the reader keeps it for its next pop).
+        for (; local.head - local.tail_seen >= depth;) {
             const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
             if (tail > local.head || local.head - tail > depth) {
                 // Only a rogue reader writes such a tail: forget its queue rather than trust it.
                 slot->tail.store(local.head, std::memory_order_release);
                 continue;
             }
+            local.tail_seen = tail;
             if (local.head - tail < depth) break;
             if (params_.overflow == transport::Overflow::drop_oldest) {
                 drop_oldest_entry(s);
@@ -301,11 +337,16 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         }
         if (!served) continue;
         local.stalled = false;
-        chunk->mask.fetch_or(bit(s), std::memory_order_release);
-        view_.ring(s)[local.head % depth].store(idx, std::memory_order_relaxed);
+        served_bits |= bit(s);
+        if ((marked & bit(s)) == 0) chunk->mask.fetch_or(bit(s), std::memory_order_release);
+        view_.ring(s)[local.head % depth].store(entry, std::memory_order_relaxed);
         ++local.head;
         slot->head.store(local.head, std::memory_order_release);
         wake_if_waiting(local.doorbell->seq, local.doorbell->waiting);
+    }
+    // Marked at the loan but not queued (full, gone or closed): the bit is not theirs to clear.
+    if (const std::uint64_t stray = loan_bits_[idx] & ~served_bits; stray != 0) {
+        chunk->mask.fetch_and(~stray, std::memory_order_acq_rel);
     }
     lock.unlock();
     loaned_[idx] = 0;
@@ -408,7 +449,7 @@ bool ShmWriter::drop_oldest_entry(std::uint32_t s) noexcept {
         return true;
     }
     if (tail == local.head) return false;
-    const std::uint32_t idx = view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed);
+    const std::uint32_t idx = entry_chunk(view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed));
     // Losing the race means the reader popped it: there is room either way.
     if (!slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel)) return true;
     if (idx < view_.layout.chunk_count) view_.chunk(idx)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
@@ -423,10 +464,8 @@ bool ShmWriter::drop_oldest_anywhere() noexcept {
         const std::uint32_t s = active_[i];
         const std::uint64_t tail = view_.slot(s)->tail.load(std::memory_order_acquire);
         if (tail >= slots_[s].head || slots_[s].head - tail > view_.layout.depth) continue;
-        const std::uint32_t idx = view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed);
-        const std::uint64_t seq = idx < view_.layout.chunk_count
-                                      ? view_.chunk(idx)->seq.load(std::memory_order_relaxed)
-                                      : 0;
+        const std::uint32_t idx = entry_chunk(view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed));
+        const std::uint64_t seq = idx < view_.layout.chunk_count ? chunk_seq_[idx] : 0;
         if (seq < best_seq) {
             best_seq = seq;
             best = s;
@@ -454,7 +493,7 @@ void ShmWriter::reclaim_slot(std::uint32_t s, SlotState new_state) noexcept {
     for (;;) {
         std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
         if (tail >= local.head || local.head - tail > depth) break;
-        const std::uint32_t idx = view_.ring(s)[tail % depth].load(std::memory_order_relaxed);
+        const std::uint32_t idx = entry_chunk(view_.ring(s)[tail % depth].load(std::memory_order_relaxed));
         if (slot->tail.compare_exchange_strong(tail, tail + 1, std::memory_order_acq_rel) &&
             idx < view_.layout.chunk_count) {
             view_.chunk(idx)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
@@ -465,6 +504,10 @@ void ShmWriter::reclaim_slot(std::uint32_t s, SlotState new_state) noexcept {
     for (std::uint32_t c = 0; c < view_.layout.chunk_count; ++c) {
         view_.chunk(c)->mask.fetch_and(~bit(s), std::memory_order_acq_rel);
     }
+    // After the clearing: a loan that reads the old count may have had its bit cleared (or
+    // overwritten the clearing), and commit then sets the bits again; one that reads the new
+    // count was marked after the clearing.
+    reclaims_.fetch_add(1, std::memory_order_release);
     local.doorbell = nullptr;
     local.doorbell_map.reset();
     if (new_state == kSlotFree) {
@@ -479,9 +522,14 @@ void ShmWriter::reclaim_slot(std::uint32_t s, SlotState new_state) noexcept {
 
 void ShmWriter::rebuild_active() noexcept {
     active_count_ = 0;
+    std::uint64_t bits = 0;
     for (std::uint32_t s = 0; s < kSlotCount; ++s) {
-        if (slots_[s].state == kSlotActive) active_[active_count_++] = static_cast<std::uint8_t>(s);
+        if (slots_[s].state == kSlotActive) {
+            active_[active_count_++] = static_cast<std::uint8_t>(s);
+            bits |= bit(s);
+        }
     }
+    active_bits_.store(bits, std::memory_order_release);
     reader_count_.store(active_count_, std::memory_order_relaxed);
 }
 
@@ -554,6 +602,7 @@ void ShmWriter::sync_readers(const std::vector<transport::PeerInfo>& readers) no
             free_slot->reader_id = r.endpoint_id;
             free_slot->pid = r.pid > 0 ? r.pid : transport::endpoint_pid(r.endpoint_id);
             free_slot->head = 0;
+            free_slot->tail_seen = 0;
             free_slot->doorbell_map = std::move(bell_map);
             free_slot->doorbell = bell;
             // A reader may already sleep on its doorbell, waiting for this very writer.

@@ -37,7 +37,8 @@ private:
         SlotState state = kSlotFree;
         std::uint64_t reader_id = 0;
         pid_t pid = 0;
-        std::uint64_t head = 0;  // authoritative copy of the slot's head
+        std::uint64_t head = 0;       // authoritative copy of the slot's head
+        std::uint64_t tail_seen = 0;  // the slot's tail when last read: never ahead of it
         bool stalled = false;    // block: stayed full for block_timeout; skipped until it has room
         transport::Clock::time_point next_alive_check{};  // while stalled
         Mapping doorbell_map;
@@ -60,6 +61,10 @@ private:
     // True if a chunk readers still hold could carry `size` bytes once they let it go.
     bool busy_chunk_fits(std::size_t size) const noexcept;
     std::string data_name(std::uint64_t serial) const;
+    // Marks free chunk c loaned, with the bits of the readers active now in its mask.
+    void mark_loaned(std::uint32_t c) noexcept;
+    // Hands back loaned chunk c unsent.
+    void unloan(std::uint32_t c) noexcept;
     bool loan_handle_ok(const transport::LoanBuffer& buf, std::uint32_t& idx) const noexcept;
     // Pops the oldest entry of slot s's ring and clears s's bit on that chunk. Needs mu_.
     bool drop_oldest_entry(std::uint32_t s) noexcept;
@@ -84,6 +89,9 @@ private:
 
     // Used by the writing thread only.
     std::vector<std::uint8_t> loaned_;
+    std::vector<std::uint64_t> chunk_seq_;  // seq_ at each chunk's last commit: drop_oldest's age
+    std::vector<std::uint64_t> loan_bits_;      // reader bits mark_loaned set on a loaned chunk
+    std::vector<std::uint64_t> loan_reclaims_;  // reclaims_ when it did
     std::vector<ChunkLocal> chunks_;
     std::uint64_t next_serial_ = 0;
     std::uint32_t next_chunk_ = 0;
@@ -96,6 +104,8 @@ private:
     std::array<std::uint8_t, kSlotCount> active_{};
     std::uint32_t active_count_ = 0;
     std::atomic<std::size_t> reader_count_{0};
+    std::atomic<std::uint64_t> active_bits_{0};  // a bit per active slot, for mark_loaned
+    std::atomic<std::uint64_t> reclaims_{0};     // slots reclaimed so far
     std::atomic<std::uint64_t> undelivered_{0};
     bool warned_full_table_ = false;
 };

@@ -1063,23 +1063,19 @@ TEST_CASE("shm rogue writer: scribbled headers are refused, garbage is dropped, 
     };
     REQUIRE(make_data(1, 4096));
     REQUIRE(make_data(2, 8192));
-    v.ring(5)[0].store(123456);                   // index out of range
-    v.ring(5)[1].store(0);
-    v.chunk(0)->size.store(std::uint64_t{1} << 40);  // size out of range
-    v.ring(5)[2].store(1);
-    v.chunk(1)->size.store(10);                    // plausible: delivered as 10 bytes
+    using ferry::shm::ring_entry;
+    v.ring(5)[0].store(ring_entry(123456, 10));        // index out of range
+    v.ring(5)[1].store(ring_entry(0, 1u << 31));        // size out of range
+    v.ring(5)[2].store(ring_entry(1, 10));              // plausible: delivered as 10 bytes
     v.chunk(1)->segment.store(1);
     v.chunk(1)->capacity.store(4096);
-    v.ring(5)[3].store(2);
-    v.chunk(2)->size.store(10);
+    v.ring(5)[3].store(ring_entry(2, 10));
     v.chunk(2)->segment.store(2);
     v.chunk(2)->capacity.store(std::uint64_t{1} << 40);  // a data segment far above max_message_size
-    v.ring(5)[4].store(3);
-    v.chunk(3)->size.store(10);
+    v.ring(5)[4].store(ring_entry(3, 10));
     v.chunk(3)->segment.store(77);  // does not exist
     v.chunk(3)->capacity.store(4096);
-    v.ring(5)[5].store(4);
-    v.chunk(4)->size.store(10);
+    v.ring(5)[5].store(ring_entry(4, 10));
     v.chunk(4)->segment.store(2);
     v.chunk(4)->capacity.store(4096);  // the file is 8192 bytes: refused, not mapped in part
     slot->tail.store(0);
