@@ -231,8 +231,9 @@ Status PublisherCore::commit(RawLoan& loan, std::size_t used) {
     std::memcpy(buf.data, &h, sizeof h);
     const Status st = to_public(writer_->commit(buf, used + kFrameHeaderSize));
     if (st.code() != Errc::too_large && st.code() != Errc::invalid_argument && counters_.messages) {
-        counters_.messages->fetch_add(1, std::memory_order_relaxed);
-        counters_.bytes->fetch_add(used, std::memory_order_relaxed);
+        // This endpoint is their one writer (under use_mu_): no read-modify-write needed.
+        counters_.messages->store(counters_.messages->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        counters_.bytes->store(counters_.bytes->load(std::memory_order_relaxed) + used, std::memory_order_relaxed);
         if (!st && counters_.undelivered) counters_.undelivered->store(writer_->undelivered(), std::memory_order_relaxed);
     }
     return st;
@@ -301,7 +302,10 @@ std::shared_ptr<SubscriberCore> SubscriberCore::create_once(const EndpointSpec& 
 void ReaderBox::release(transport::SampleBuffer& sb) noexcept {
     if (inherited_by_fork(fork_generation)) return;
     reader->release(sb);
-    held.fetch_sub(1, std::memory_order_acq_rel);
+    // seq_cst both here and in the waiter (which counts itself in before it checks `held`):
+    // either it sees this release, or this sees it and wakes it.
+    held.fetch_sub(1, std::memory_order_seq_cst);
+    if (held_waiters.load(std::memory_order_seq_cst) == 0) return;
     std::lock_guard<std::mutex> lock(held_mu);
     held_cv.notify_all();
 }
@@ -348,7 +352,7 @@ void SubscriberCore::sync_peers(const std::vector<EndpointRecord>& all) noexcept
     box_->reader->sync_writers(writers);
 }
 
-RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool blocking) {
+RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool blocking, std::chrono::nanoseconds timeout) {
     RawSample s;
     if (inherited_by_fork(box_->fork_generation)) {
         s.status_ = Status(Errc::invalid_argument, forked_error("a subscriber", topic_).what());
@@ -359,8 +363,15 @@ RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool block
         s.status_ = blocking ? Status(Errc::timeout, "nothing arrived") : Status(Errc::would_block, "nothing queued");
         return std::move(s);
     };
+    const auto until = [&] {
+        if (timeout.count() >= 0) {
+            deadline = transport::Clock::now() + timeout;
+            timeout = std::chrono::nanoseconds(-1);
+        }
+        return deadline;
+    };
     std::unique_lock<std::timed_mutex> lock(take_mu_, std::defer_lock);
-    if (!blocking ? !lock.try_lock() : !lock.try_lock_until(deadline))
+    if (!lock.try_lock() && (!blocking || !lock.try_lock_until(until())))
         return nothing();  // another thread is taking and nothing came for us meanwhile
     if (box_->held.load(std::memory_order_acquire) >= qos_.max_held_samples) {
         s.status_ = Status(Errc::no_resources, "subscriber of '" + topic_ + "' already holds " +
@@ -370,7 +381,9 @@ RawSample SubscriberCore::take(transport::Clock::time_point deadline, bool block
     }
     while (true) {
         transport::SampleBuffer sb;
-        const transport::Status st = box_->reader->take(sb, blocking ? deadline : transport::Clock::time_point::min());
+        // What is queued first; only then the clock, and a wait.
+        transport::Status st = box_->reader->take(sb, transport::Clock::time_point::min());
+        if (!st && blocking && st.code() == transport::Errc::would_block) st = box_->reader->take(sb, until());
         if (!st) {
             // A deadline that passed while we waited for the lock makes the transport poll.
             if (st.code() == transport::Errc::timeout || st.code() == transport::Errc::would_block)
@@ -413,11 +426,15 @@ void SubscriberCore::run_callbacks(Callback callback) {
             // sample comes back or, for a failure, a short back-off passes; a stop ends either.
             if (code != Errc::no_resources && failures++ % 1000 == 0)
                 log_error("callback subscriber of '" + topic_ + "': " + s.status().message());
-            std::unique_lock<std::mutex> lock(box_->held_mu);
-            if (code == Errc::no_resources)
-                box_->held_cv.wait(lock, [&] { return stopping_.load() || box_->held.load() < qos_.max_held_samples; });
-            else
-                box_->held_cv.wait_for(lock, std::chrono::milliseconds(10), [&] { return stopping_.load(); });
+            box_->held_waiters.fetch_add(1, std::memory_order_seq_cst);
+            {
+                std::unique_lock<std::mutex> lock(box_->held_mu);
+                if (code == Errc::no_resources)
+                    box_->held_cv.wait(lock, [&] { return stopping_.load() || box_->held.load() < qos_.max_held_samples; });
+                else
+                    box_->held_cv.wait_for(lock, std::chrono::milliseconds(10), [&] { return stopping_.load(); });
+            }
+            box_->held_waiters.fetch_sub(1, std::memory_order_relaxed);
             continue;
         }
         failures = 0;
@@ -524,7 +541,7 @@ std::uint64_t RawPublisher::id() const { return core_->endpoint_id(); }
 
 RawSample RawSubscriber::take_sample(std::chrono::nanoseconds timeout) {
     const auto capped = std::clamp(timeout, std::chrono::nanoseconds(0), std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
-    return core_->take(transport::Clock::now() + capped, true);
+    return core_->take(transport::Clock::time_point{}, true, capped);
 }
 RawSample RawSubscriber::try_take_sample() { return core_->take(transport::Clock::time_point::min(), false); }
 std::uint64_t RawSubscriber::lost() const { return core_->lost(); }

@@ -95,6 +95,8 @@ struct ReaderBox {
     std::atomic<std::uint64_t> corrupt{0};
     std::mutex held_mu;
     std::condition_variable held_cv;
+    // Threads waiting on held_cv for a release: release() takes the mutex only when there are.
+    std::atomic<std::uint32_t> held_waiters{0};
     // Gives a sample's bytes back to the reader (nothing in a forked child: not ours).
     void release(transport::SampleBuffer& sb) noexcept;
     ~ReaderBox();
@@ -108,7 +110,11 @@ public:
 
     // The next message, or an empty sample whose status says why. `blocking`: wait until
     // `deadline` (Errc::timeout); else poll (Errc::would_block).
-    RawSample take(transport::Clock::time_point deadline, bool blocking);
+    // Blocking takes wait until `deadline`, or, with a `timeout` of 0 or more, until that long
+    // after the take first has to wait: a message that is ready costs no clock read.
+    RawSample take(transport::Clock::time_point deadline,
+                   bool blocking,
+                   std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1));
 
     // Disjoint: lost in transit (the reader's count) vs arrived and thrown away.
     std::uint64_t lost() const noexcept { return box_->reader->lost(); }
