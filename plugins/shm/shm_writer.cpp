@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <utility>
 
 #include <ferry/transport/naming.hpp>
 #include <ferry/transport/posix.hpp>
@@ -116,39 +117,71 @@ ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::ui
         return loaned_[c] == 0 && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0;
     };
     auto fits = [&](std::uint32_t c) { return chunks_[c].map && chunks_[c].map.size() >= size; };
+    auto take = [&](std::uint32_t c) {
+        mark_loaned(c);
+        idx = c;
+        return Claim::ok;
+    };
+    // The chunk commit warmed (see warm_next): its lines are already in this core's cache.
+    if (const std::uint32_t w = std::exchange(warm_, UINT32_MAX); w < n && fits(w) && is_free(w)) return take(w);
     // The chunk sent last is still in this core's cache (and mapped in every reader): when the
-    // readers are done with it, as in request/reply, reuse it rather than touch a cold one. The
-    // readers cleared its mask last: fetch the line ready for mark_loaned's write, where a load
-    // alone would fetch it shared and the store fetch it a second time.
-    if (hot_chunk_ < n && loaned_[hot_chunk_] == 0 && fits(hot_chunk_)) {
+    // readers are done with it, as in request/reply, reuse it rather than touch a cold one,
+    // unless warm_next asked for a second small chunk to alternate with. The readers cleared its
+    // mask last: fetch the line ready for mark_loaned's write, where a load alone would fetch it
+    // shared and the store fetch it a second time.
+    const std::uint32_t avoid = std::exchange(avoid_, UINT32_MAX);
+    if (hot_chunk_ < n && hot_chunk_ != avoid && loaned_[hot_chunk_] == 0 && fits(hot_chunk_)) {
         prefetch_for_write(&view_.chunk(hot_chunk_)->mask);
-        if (is_free(hot_chunk_)) {
-            mark_loaned(hot_chunk_);
-            idx = hot_chunk_;
-            return Claim::ok;
-        }
+        if (is_free(hot_chunk_)) return take(hot_chunk_);
     }
     std::uint32_t spare = n;  // a free chunk with no data segment yet, else one with too small a one
     for (std::uint32_t i = 0; i < n; ++i) {
         std::uint32_t c = next_chunk_ + i;
         if (c >= n) c -= n;
-        if (!is_free(c)) continue;
+        if (c == avoid || !is_free(c)) continue;
         if (fits(c)) {
-            mark_loaned(c);
             next_chunk_ = c + 1 == n ? 0 : c + 1;
-            idx = c;
-            return Claim::ok;
+            return take(c);
         }
         if (spare == n || (chunks_[spare].map && !chunks_[c].map)) spare = c;
     }
+    if (spare < n && may_bind) {
+        err = bind_chunk(spare, size);
+        if (err) {
+            next_chunk_ = spare + 1 == n ? 0 : spare + 1;
+            return take(spare);
+        }
+        if (err.code() != Errc::no_resources) return Claim::error;
+        if (avoid < n) alternate_ = false;  // /dev/shm is short: no second chunk just for speed
+    }
+    if (avoid < n && fits(avoid) && is_free(avoid)) return take(avoid);
     if (spare == n) return Claim::dry;
-    if (!may_bind) return Claim::no_space;
-    err = bind_chunk(spare, size);
-    if (!err) return err.code() == Errc::no_resources ? Claim::no_space : Claim::error;
-    mark_loaned(spare);
-    next_chunk_ = spare + 1 == n ? 0 : spare + 1;
-    idx = spare;
-    return Claim::ok;
+    return Claim::no_space;
+}
+
+void ShmWriter::warm_next(std::uint32_t sent, std::size_t size) noexcept {
+    // Request/reply sends a message, waits for the answer, sends the next. The readers let go
+    // of a message's chunk before they answer, so by the next send it is free; but the line of
+    // its mask (cleared by a reader) and its first data lines (read by them) are in the
+    // readers' caches, and fetching them back is one more cross-CPU transfer on every hop.
+    // So small messages alternate between two chunks, and after each send this thread, which
+    // would only wait now, fetches the other chunk's lines for the next loan.
+    const std::uint32_t prev = std::exchange(prev_sent_, sent);
+    if (!alternate_ || chunks_[sent].map.size() > kAlternateLimit) return;
+    if (prev == sent) {
+        avoid_ = sent;  // the next loan takes (or makes) another chunk
+        return;
+    }
+    if (prev >= view_.layout.chunk_count || loaned_[prev] != 0 || !chunks_[prev].map ||
+        chunks_[prev].map.size() < size) {
+        return;
+    }
+    ChunkHeader* ch = view_.chunk(prev);
+    if (ch->mask.load(std::memory_order_relaxed) != 0) return;  // a stream: readers still have it
+    prefetch_for_write(&ch->mask);
+    prefetch_for_write(chunks_[prev].map.data());
+    if (size > kCacheLine) prefetch_for_write(chunks_[prev].map.data() + kCacheLine);
+    warm_ = prev;
 }
 
 bool ShmWriter::busy_chunk_fits(std::size_t size) const noexcept {
@@ -351,6 +384,7 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     lock.unlock();
     loaned_[idx] = 0;
     hot_chunk_ = idx;
+    warm_next(idx, size);
 
     if (worst == Errc::ok) return Status::ok();
     undelivered_.fetch_add(not_served, std::memory_order_relaxed);

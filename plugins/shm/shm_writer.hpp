@@ -56,6 +56,9 @@ private:
     // segment of that size (if `may_bind`). dry: no chunk is free; no_space / error: making
     // the segment failed (`err`: no_resources for a full /dev/shm).
     Claim claim_chunk(std::size_t size, bool may_bind, std::uint32_t& idx, transport::Status& err) noexcept;
+    // After chunk `sent` went out with `size` bytes: picks and warms the chunk the next loan
+    // takes (warm_), or asks it to take another one than `sent` (avoid_).
+    void warm_next(std::uint32_t sent, std::size_t size) noexcept;
     // Replaces chunk c's data segment (c is free) by a new one sized for `size`.
     transport::Status bind_chunk(std::uint32_t c, std::size_t size) noexcept;
     // True if a chunk readers still hold could carry `size` bytes once they let it go.
@@ -96,6 +99,13 @@ private:
     std::uint64_t next_serial_ = 0;
     std::uint32_t next_chunk_ = 0;
     std::uint32_t hot_chunk_ = UINT32_MAX;
+    // Small messages alternate between two chunks (warm_next): up to this chunk size, so that
+    // the second chunk costs little /dev/shm.
+    static constexpr std::size_t kAlternateLimit = std::size_t{64} << 10;
+    std::uint32_t prev_sent_ = UINT32_MAX;  // the chunk of the last commit
+    std::uint32_t warm_ = UINT32_MAX;       // warmed for the next loan
+    std::uint32_t avoid_ = UINT32_MAX;      // the next loan should take another chunk than this
+    bool alternate_ = true;                 // false once /dev/shm had no room for the second chunk
     std::uint64_t seq_ = 0;
 
     // Slot table, shared with the discovery thread.

@@ -275,6 +275,49 @@ TEST_CASE("shm max_message_size is a limit, not a reservation: chunks are sized 
     CHECK(world.leftovers().empty());
 }
 
+// The writer's chunk data segments ("<writer segment>.<serial>") in /dev/shm now.
+std::size_t data_segments(const World& world, const TopicParams& wp) {
+    const std::string prefix = ferry::transport::object_name(world.domain, wp.endpoint_id, "shm") + ".";
+    std::size_t n = 0;
+    for (const auto& name : world.leftovers()) n += name.rfind(prefix, 0) == 0 ? 1 : 0;
+    return n;
+}
+
+TEST_CASE("shm request/reply alternates two chunks for small messages, one for large, every message intact", "[shm]") {
+    World world;
+    auto pair = connected(world, Overflow::block, 16, std::size_t{1} << 20);
+    // Send, take, release, send...: the readers are done with each chunk before the next send.
+    // Small messages take turns in two chunks (the idle one is warmed while waiting).
+    for (std::uint64_t i = 0; i < 200; ++i) {
+        REQUIRE(publish(*pair.w, i, 64 + i % 200));
+        std::uint64_t seq = 0;
+        std::size_t size = 0;
+        REQUIRE(receive(*pair.r, seq, in(1000ms), &size));
+        CHECK(seq == i);
+        CHECK(size == 64 + i % 200);
+    }
+    CHECK(data_segments(world, pair.wp) == 2);
+    // Above 64 KiB the chunk sent last is reused: one more segment, not two.
+    for (std::uint64_t i = 0; i < 50; ++i) {
+        REQUIRE(publish(*pair.w, i, 512u << 10));
+        std::uint64_t seq = 0;
+        REQUIRE(receive(*pair.r, seq, in(1000ms)));
+        CHECK(seq == i);
+    }
+    CHECK(data_segments(world, pair.wp) == 3);
+    // A stream (the reader behind) still uses what the ring needs and loses nothing.
+    for (std::uint64_t i = 0; i < 10; ++i) REQUIRE(publish(*pair.w, i, 64));
+    for (std::uint64_t i = 0; i < 10; ++i) {
+        std::uint64_t seq = 0;
+        REQUIRE(receive(*pair.r, seq, in(1000ms)));
+        CHECK(seq == i);
+    }
+    CHECK(pair.r->lost() == 0);
+    pair.w.reset();
+    pair.r.reset();
+    CHECK(world.leftovers().empty());
+}
+
 TEST_CASE("shm: a full /dev/shm is no_resources at loan, never SIGBUS, and others go on", "[shm][exhaustion]") {
     if (::geteuid() != 0) {
         WARN("skipped: a private tmpfs on /dev/shm needs root");

@@ -29,6 +29,7 @@
 #include <functional>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -388,21 +389,9 @@ Measurement run_kind(const std::string& transport,
     return run_other(kind, size, trips, messages);
 }
 
-// `repeat` measurements of one cell: the one with the median p50 (its percentiles together),
-// and the median throughput of all. A disturbance that hits one repetition does not count.
-Measurement measure_cell(const std::string& transport,
-                         const std::string& kind,
-                         std::size_t size,
-                         std::size_t trips,
-                         std::size_t messages,
-                         std::size_t repeat,
-                         std::size_t subscribers) {
-    std::vector<Measurement> runs;
-    for (std::size_t i = 0; i < repeat; ++i) {
-        Measurement m = run_kind(transport, kind, size, trips, messages, subscribers);
-        if (!m.ok) return m;
-        runs.push_back(std::move(m));
-    }
+// The repetitions of one cell: the one with the median p50 (its percentiles together), and the
+// median throughput of all. A disturbance that hits one repetition does not count.
+Measurement median_run(std::vector<Measurement> runs) {
     std::vector<double> rates;
     for (const auto& m : runs) rates.push_back(m.msgs_per_s);
     std::sort(rates.begin(), rates.end());
@@ -483,7 +472,7 @@ int main(int argc, char** argv) {
     app.add_option("--iterations", iterations, "round trips per size up to 64 KiB (scaled down above)")
         ->capture_default_str()
         ->check(CLI::Range(std::size_t{1}, std::size_t{100000000}));
-    app.add_option("--repeat", repeat, "measure every cell this many times and keep the median (odd numbers)")
+    app.add_option("--repeat", repeat, "measure every cell this many times, going round the kinds of a size in turn, and keep the median (odd numbers)")
         ->capture_default_str()
         ->check(CLI::Range(std::size_t{1}, std::size_t{99}));
     app.add_flag("--pin", pin, "pin the ping process to CPU 0 and the peer to CPU 1 (cross-CPU)");
@@ -609,19 +598,45 @@ int main(int argc, char** argv) {
             continue;
         }
         for (std::size_t size : sizes) {
+            struct Cell {
+                std::string kind;
+                std::size_t trips = 0;
+                std::size_t messages = 0;
+                std::vector<Measurement> runs;
+                std::optional<Measurement> failed;
+                double secs = 0;
+            };
+            std::vector<Cell> cells;
             for (const std::string& kind : kKinds) {
                 if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) continue;
                 if (shm_only(kind) && t != "shm") continue;
                 // ZeroMQ copies every byte: it gets the counts of a copying transport.
                 // The bridge crosses dds: the counts of dds.
                 const std::string cost = kind == "zmq" ? "zmq" : kind == "bridge" ? "dds" : t;
-                const std::size_t trips = round_trips_for(cost, iterations, size);
-                const std::size_t messages = messages_for(cost, iterations, size);
-                const auto t0 = Clock::now();
-                const Measurement m = measure_cell(t, kind, size, trips, messages, repeat, fanout);
-                Record r = to_record(t, kind, size, trips, messages, m);
+                cells.push_back(Cell{kind, round_trips_for(cost, iterations, size), messages_for(cost, iterations, size), {}, {}, 0});
+            }
+            // Repetitions go round the kinds (ferry, raw, ferry, raw, ...) rather than one kind
+            // after the other: on a shared VM the speed of a hand-over shifts from minute to
+            // minute (the host moves the vCPUs), and this way every kind's median is drawn from
+            // the same stretch of time, so the ratios between them hold.
+            for (std::size_t i = 0; i < repeat; ++i) {
+                for (Cell& c : cells) {
+                    if (c.failed) continue;
+                    const auto t0 = Clock::now();
+                    Measurement m = run_kind(t, c.kind, size, c.trips, c.messages, fanout);
+                    c.secs += std::chrono::duration<double>(Clock::now() - t0).count();
+                    if (m.ok)
+                        c.runs.push_back(std::move(m));
+                    else
+                        c.failed = std::move(m);
+                }
+            }
+            for (Cell& c : cells) {
+                const std::string& kind = c.kind;
+                const Measurement m = c.failed ? *c.failed : median_run(std::move(c.runs));
+                Record r = to_record(t, kind, size, c.trips, c.messages, m);
                 r.subscribers = fanout;
-                const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+                const double secs = c.secs;
                 if (r.ok)
                     std::printf("  %-4s %-15s %7s  p50 %9.2f us (send %7.2f)  p99 %9.2f us  %12.0f msgs/s  %8.2f GB/s"
                                 "  (%.1f s)\n",
