@@ -101,8 +101,11 @@ struct alignas(kCacheLine) Slot {
     std::atomic<std::uint64_t> dropped;  // messages this reader lost to drop_oldest
     std::atomic<std::uint64_t> head;     // next ring position the writer fills
     // Advanced by the reader (pop) and by the writer when it drops the oldest entry (CAS).
+    // The writer reads it only when its last reading says the ring is full.
     alignas(kCacheLine) std::atomic<std::uint64_t> tail;
-    std::atomic<std::uint32_t> reader_closed;  // set by a reader that is going away
+    // Set once by a reader that is going away. Read by the writer on every commit, so not on
+    // the tail's line, which the reader writes on every pop.
+    alignas(kCacheLine) std::atomic<std::uint32_t> reader_closed;
 };
 
 // A ring entry: the chunk index in the low half, the message size in the high half, so that a
