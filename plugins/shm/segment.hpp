@@ -69,12 +69,20 @@ inline void wake_if_waiting(std::atomic<std::uint32_t>& seq, std::atomic<std::ui
     }
 }
 
+// What a writer sleeps for, in SegmentHeader::writer_waiting: a reader wakes it only for what
+// it waits for, so a writer waiting for ring room is not woken by every sample released (on one
+// CPU that made writer and reader take turns message by message instead of half a ring).
+inline constexpr std::uint32_t kWaitRoom = 1;   // ring room (or an empty ring: flush)
+inline constexpr std::uint32_t kWaitChunk = 2;  // a free chunk
+
 // wake_if_waiting for a caller whose change was a seq_cst read-modify-write (a CAS or
-// fetch_and): a seq_cst RMW and a seq_cst load of `waiting` order against the sleeper's fence
-// as the waker's own fence would, and on x86 the RMW is already the one full barrier, so the
-// hand-over pays no second one (mfence).
-inline void wake_if_waiting_after_rmw(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
-    if (waiting.load(std::memory_order_seq_cst) != 0 && waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+// fetch_and), and only if the sleeper waits for one of `reasons`: a seq_cst RMW and a seq_cst
+// load of `waiting` order against the sleeper's fence as the waker's own fence would, and on
+// x86 the RMW is already the one full barrier, so the hand-over pays no second one (mfence).
+inline void wake_if_waiting_after_rmw(std::atomic<std::uint32_t>& seq,
+                                      std::atomic<std::uint32_t>& waiting,
+                                      std::uint32_t reasons = ~0u) noexcept {
+    if ((waiting.load(std::memory_order_seq_cst) & reasons) != 0 && waiting.exchange(0, std::memory_order_seq_cst) != 0) {
         seq.fetch_add(1, std::memory_order_seq_cst);
         transport::futex_wake_all(seq);
     }
@@ -88,7 +96,7 @@ inline void wake_writer_for_room(std::atomic<std::uint32_t>& seq,
                                  std::atomic<std::uint32_t>& waiting,
                                  std::uint64_t room,
                                  const std::atomic<std::uint32_t>& wanted) noexcept {
-    if (waiting.load(std::memory_order_seq_cst) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
+    if ((waiting.load(std::memory_order_seq_cst) & kWaitRoom) != 0 && room >= wanted.load(std::memory_order_relaxed) &&
         waiting.exchange(0, std::memory_order_seq_cst) != 0) {
         seq.fetch_add(1, std::memory_order_seq_cst);
         transport::futex_wake_all(seq);
@@ -96,8 +104,11 @@ inline void wake_writer_for_room(std::atomic<std::uint32_t>& seq,
 }
 
 // The sleeper's half: returns the value of `seq` to wait on; re-check the condition after it.
-inline std::uint32_t prepare_wait(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting) noexcept {
-    waiting.store(1, std::memory_order_relaxed);
+// `reason`: what it waits for (a writer: kWaitRoom or kWaitChunk).
+inline std::uint32_t prepare_wait(std::atomic<std::uint32_t>& seq,
+                                  std::atomic<std::uint32_t>& waiting,
+                                  std::uint32_t reason = 1) noexcept {
+    waiting.store(reason, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     return seq.load(std::memory_order_seq_cst);
 }

@@ -149,7 +149,9 @@ void ShmReader::give_back(Attachment& a, std::uint32_t idx) noexcept {
     if (a.slot < 0 || !slot_is_ours(a)) return;  // the writer already took back all of this slot
     const std::uint64_t mine = bit(a.slot);
     const std::uint64_t prev = a.view.chunk(idx)->mask.fetch_and(~mine, std::memory_order_seq_cst);
-    if ((prev & ~mine) == 0) wake_if_waiting_after_rmw(a.view.header()->wake_seq, a.view.header()->writer_waiting);
+    if ((prev & ~mine) == 0) {
+        wake_if_waiting_after_rmw(a.view.header()->wake_seq, a.view.header()->writer_waiting, kWaitChunk);
+    }
 }
 
 const std::byte* ShmReader::chunk_data(Attachment& a, std::uint32_t idx, std::uint64_t size, std::string& bad) noexcept {

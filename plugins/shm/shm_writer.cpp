@@ -226,7 +226,7 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
         const auto deadline = Clock::now() + params_.block_timeout;
         auto next_alive_check = Clock::now() + kAliveCheckPeriod;
         while (!claimed) {
-            const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+            const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting, kWaitChunk);
             const auto now = Clock::now();
             if ((claimed = retry(!short_of_space || now >= next_alive_check))) break;
             if (now >= next_alive_check) {
@@ -407,7 +407,7 @@ Status ShmWriter::flush(Clock::time_point deadline) noexcept {
                 next_alive_check = now + kAliveCheckPeriod;
                 retire_dead_readers();
             }
-            w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+            w = prepare_wait(header_->wake_seq, header_->writer_waiting, kWaitRoom);
             for (std::uint32_t i = 0; i < active_count_; ++i) {
                 const std::uint32_t s = active_[i];
                 Slot* slot = view_.slot(s);
@@ -449,7 +449,7 @@ ShmWriter::Room ShmWriter::wait_for_room(std::unique_lock<std::mutex>& lock,
             break;
         }
         slot->wake_room.store(std::max<std::uint32_t>(1, view_.layout.depth / 2), std::memory_order_relaxed);
-        const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting);
+        const std::uint32_t w = prepare_wait(header_->wake_seq, header_->writer_waiting, kWaitRoom);
         const std::uint64_t tail = slot->tail.load(std::memory_order_acquire);
         if (tail > local.head || local.head - tail < view_.layout.depth) {
             result = Room::ok;  // a corrupt tail is repaired by the caller
