@@ -31,12 +31,8 @@ fi
 
 a=ferry-ba-$tag b=ferry-bb-$tag va=ba$tag vb=bb$tag
 cleanup() {
-  for p in "${children[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${children[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "$mode" = netns ]; then
-    ip netns del "$a" 2>/dev/null || true
-    ip netns del "$b" 2>/dev/null || true
-  else
+  stop_children_and_namespaces "$a" "$b"
+  if [ "$mode" != netns ]; then
     for d in "${doms[@]}"; do FERRY_DOMAIN=$d "$bin/ferry" clean >/dev/null 2>&1 || true; done
   fi
   rm -rf "$work"

@@ -19,12 +19,7 @@ failures=0
 fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
 a=ferry-da-$tag b=ferry-db-$tag va=da$tag vb=db$tag
 cleanup() {
-  for p in "${children[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${children[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "$mode" = netns ]; then
-    ip netns del "$a" 2>/dev/null || true
-    ip netns del "$b" 2>/dev/null || true
-  fi
+  stop_children_and_namespaces "$a" "$b"
   rm -rf "$work"
 }
 trap cleanup EXIT

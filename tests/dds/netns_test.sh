@@ -20,9 +20,7 @@ a=ferry-a-$tag b=ferry-b-$tag va=fa$tag vb=fb$tag
 work=$(mktemp -d /tmp/ferry-netns-XXXXXX)
 children=()
 cleanup() {
-  for p in "${children[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  ip netns del "$a" 2>/dev/null || true
-  ip netns del "$b" 2>/dev/null || true
+  stop_children_and_namespaces "$a" "$b"
   rm -rf "$work"
 }
 trap cleanup EXIT
