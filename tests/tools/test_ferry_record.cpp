@@ -20,6 +20,7 @@
 
 #include "checksum.hpp"
 #include "mcap.hpp"
+#include "pose_schema.hpp"
 #include "support/process.hpp"
 
 using ferry::test::Child;
@@ -193,13 +194,7 @@ TEST_CASE("record: a user type's schema comes from its serialize function, and b
     REQUIRE(schema.name == "demo/Pose");
     REQUIRE(schema.encoding == "jsonschema");
     // Every field of demo::Pose's serialize function, with its JSON type and how it travels.
-    CHECK(schema.data ==
-          R"({"$schema":"https://json-schema.org/draft/2020-12/schema","title":"demo/Pose","ferryEncoding":"cereal",)"
-          R"("type":"object","properties":{"frame":{"type":"string","ferryWire":"string"},)"
-          R"("x":{"type":"number","ferryWire":"float64"},"y":{"type":"number","ferryWire":"float64"},)"
-          R"("theta":{"type":"number","ferryWire":"float64"},)"
-          R"("covariance":{"type":"array","ferryWire":"sequence","items":{"type":"number","ferryWire":"float64"}}},)"
-          R"("required":["frame","x","y","theta","covariance"]})");
+    CHECK(schema.data == kPoseJsonSchema);
     const std::string pose = R"({"frame":"map","x":1.5,"y":-2.25,"theta":0.125,"covariance":[0.5,0.0,0.5]})";
     SECTION("with the type-support module") {
         auto r = s.ferry({"bag", "echo", out, "-n", "1", "--types", FERRY_TEST_TYPES_MODULE});

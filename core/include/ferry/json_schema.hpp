@@ -196,22 +196,20 @@ void prologue(SchemaArchive&, const std::basic_string<C, Tr, A>&) {}
 template <class C, class Tr, class A>
 void epilogue(SchemaArchive&, const std::basic_string<C, Tr, A>&) {}
 
-// Anything else with a serialize/save function is an object (a container turns it into an array).
-template <class T,
-          cereal::traits::EnableIf<
-              !std::is_arithmetic<T>::value,
-              !cereal::traits::has_minimal_base_class_serialization<T, cereal::traits::has_minimal_output_serialization,
-                                                                    SchemaArchive>::value,
-              !cereal::traits::has_minimal_output_serialization<T, SchemaArchive>::value> = cereal::traits::sfinae>
+// Anything else with a serialize/save function is an object (a container turns it into an array):
+// not a number and not a type cereal saves as one value (minimal serialization).
+template <class T>
+constexpr bool is_schema_object() {
+    return !std::is_arithmetic<T>::value &&
+           !cereal::traits::has_minimal_base_class_serialization<T, cereal::traits::has_minimal_output_serialization,
+                                                                 SchemaArchive>::value &&
+           !cereal::traits::has_minimal_output_serialization<T, SchemaArchive>::value;
+}
+template <class T, cereal::traits::EnableIf<is_schema_object<T>()> = cereal::traits::sfinae>
 void prologue(SchemaArchive& ar, const T& t) {
     ar.start_object(&t);
 }
-template <class T,
-          cereal::traits::EnableIf<
-              !std::is_arithmetic<T>::value,
-              !cereal::traits::has_minimal_base_class_serialization<T, cereal::traits::has_minimal_output_serialization,
-                                                                    SchemaArchive>::value,
-              !cereal::traits::has_minimal_output_serialization<T, SchemaArchive>::value> = cereal::traits::sfinae>
+template <class T, cereal::traits::EnableIf<is_schema_object<T>()> = cereal::traits::sfinae>
 void epilogue(SchemaArchive& ar, const T&) {
     ar.finish_object();
 }
