@@ -13,10 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include <ferry/ferry.hpp>
 
@@ -312,6 +314,50 @@ TEST_CASE("a callback subscription runs until its handle is dropped, which waits
     const int seen = calls.load();
     (void)pub.publish("fast");
     CHECK(calls.load() == seen);  // nothing runs the callback any more
+}
+
+TEST_CASE("a callback that keeps its samples stops at max_held_samples and goes on at each release from another thread",
+          "[api]") {
+    // The callback thread waits for a release without polling: the releasing thread must wake
+    // it, however the two interleave. 50 rounds of hold 2, release one.
+    World w("shm", "max_held_samples = 2\n");
+    auto node = w.node("keeper");
+    auto pub = node.advertise_raw("keep", "bytes");
+    std::mutex mu;
+    std::vector<ferry::RawSample> kept;
+    std::atomic<std::uint64_t> got{0};
+    auto sub = node.subscribe_raw("keep", "bytes", [&](ferry::RawSample& s) {
+        std::lock_guard<std::mutex> lock(mu);
+        kept.push_back(std::move(s));
+        ++got;
+    });
+    REQUIRE(pub.wait_for_subscribers(1, 5000ms));
+    constexpr std::uint64_t kMessages = 52;
+    std::uint64_t sent = 0;
+    auto send = [&] {
+        REQUIRE(pub.publish(&sent, sizeof sent));
+        ++sent;
+    };
+    send();
+    send();
+    REQUIRE(ferry::test::wait_until([&] { return got.load() == 2; }, 5000ms));
+    for (std::uint64_t round = 0; round + 2 < kMessages; ++round) {
+        send();  // queued: the callback thread has it only after a release
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            REQUIRE(kept.size() == 2);  // never more than max_held_samples
+            kept.erase(kept.begin());   // released here, on this thread
+        }
+        INFO("round " << round);
+        REQUIRE(ferry::test::wait_until([&] { return got.load() == round + 3; }, 5000ms));
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, kept[i].data(), sizeof v);
+        CHECK(v == kMessages - 2 + i);  // in order, none lost
+    }
+    kept.clear();
 }
 
 TEST_CASE("NodeOptions::transport puts every topic of the node on that transport", "[api]") {
