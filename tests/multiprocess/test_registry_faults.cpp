@@ -81,10 +81,14 @@ TEST_CASE("a process stopped while holding the registry lock hangs nobody", "[re
     const auto domain = ferry::test::unique_domain();
     Registry sut(domain);
     REQUIRE(sut.add_endpoint(topic("chatter"), false, Role::subscriber, 0x1000001, "early").ok);
-    // A listener already running, whose own timeout expires while the lock is held.
+    // A listener already running, whose own timeout expires while the lock is held. Running
+    // means past subscribe(), which prints its first line: a subscribe() still going when the
+    // holder stops fails with the lock error instead (right, but not what this case tests).
     auto listener = ferry::test::Child::spawn(
-        {ferry::test::bin_path("listener"), "--topic", "quiet", "--count", "1", "--timeout", "1"}, env_for(domain));
-    REQUIRE(ferry::test::wait_until([&] { return sut.topics().size() == 2; }, 5000ms));
+        {ferry::test::bin_path("listener"), "--topic", "quiet", "--count", "1", "--timeout", "2"}, env_for(domain));
+    REQUIRE(ferry::test::wait_until(
+        [&] { return listener.output().find("listener: topic 'quiet'") != std::string::npos; }, 5000ms));
+    REQUIRE(sut.topics().size() == 2);
 
     auto holder = stopped_holder(domain);
     REQUIRE(ferry::test::wait_until([&] { return stopped(holder.pid()); }, 5000ms));
