@@ -319,6 +319,122 @@ TEST_CASE("shm request/reply alternates two chunks for small messages, one for l
     CHECK(world.leftovers().empty());
 }
 
+// The writer's segment, mapped read-only: the chunk masks as the readers see them.
+class WriterSegment {
+public:
+    WriterSegment(const World& world, const TopicParams& wp) {
+        const std::string name = "/" + ferry::transport::object_name(world.domain, wp.endpoint_id, "shm");
+        const int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
+        struct stat st {};
+        if (fd < 0 || ::fstat(fd, &st) != 0) throw std::runtime_error("cannot open " + name);
+        size_ = static_cast<std::size_t>(st.st_size);
+        base_ = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+        ::close(fd);
+        if (base_ == MAP_FAILED) throw std::runtime_error("cannot map " + name);
+        const auto* h = static_cast<const ferry::shm::SegmentHeader*>(base_);
+        layout_.chunk_count = h->chunk_count;
+        layout_.chunks_offset = h->chunks_offset;
+    }
+    ~WriterSegment() { ::munmap(base_, size_); }
+    WriterSegment(const WriterSegment&) = delete;
+    WriterSegment& operator=(const WriterSegment&) = delete;
+
+    // The reader bits on all chunks together, and how many chunks carry any.
+    std::uint64_t marked_bits(std::uint32_t* chunks = nullptr) const {
+        const ferry::shm::SegmentView v{static_cast<std::byte*>(base_), layout_};
+        std::uint64_t all = 0;
+        std::uint32_t n = 0;
+        for (std::uint32_t c = 0; c < layout_.chunk_count; ++c) {
+            const std::uint64_t m = v.chunk(c)->mask.load();
+            all |= m;
+            n += m != 0 ? 1 : 0;
+        }
+        if (chunks) *chunks = n;
+        return all;
+    }
+
+private:
+    void* base_ = nullptr;
+    std::size_t size_ = 0;
+    ferry::shm::Layout layout_;
+};
+
+TEST_CASE("shm readers that change between loan and commit: it reaches those there at commit, no chunk stays marked",
+          "[shm]") {
+    // Between the loan and the commit a reader leaves, arrives, takes the slot of one that
+    // left, or closes. The loan marks the chunk for the readers active then (so commit needs no atomic
+    // read-modify-write in the common case); commit must correct that when they changed.
+    World world;
+    auto wp = world.params(Overflow::fail, 4, 4096);
+    auto ap = world.params(Overflow::fail, 4, 4096);
+    auto w = world.writer(wp);
+    auto a = world.reader(ap);
+    connect(*w, wp, *a, ap);
+    const WriterSegment segment(world, wp);
+    enum Kind { leaves, arrives, replaced, closes };
+    for (std::uint64_t round = 0; round < 200; ++round) {
+        const auto kind = static_cast<Kind>(round % 4);
+        INFO("round " << round << ", kind " << kind);
+        auto bp = world.params(Overflow::fail, 4, 4096);
+        auto cp = world.params(Overflow::fail, 4, 4096);
+        auto b = world.reader(bp);
+        auto c = world.reader(cp);
+        if (kind != arrives) {
+            w->sync_readers({peer(ap), peer(bp)});
+            b->sync_writers({peer(wp)});
+        }
+        const std::uint64_t first = round * 10;
+        LoanBuffer buf;
+        REQUIRE(w->loan(64, buf));
+        fill(buf.data, 64, first);
+        switch (kind) {
+            case leaves: w->sync_readers({peer(ap)}); break;  // b's slot is reclaimed
+            case arrives:
+                w->sync_readers({peer(ap), peer(bp)});
+                b->sync_writers({peer(wp)});
+                break;
+            case replaced:  // b's slot is reclaimed and may serve c now
+                w->sync_readers({peer(ap), peer(cp)});
+                c->sync_writers({peer(wp)});
+                break;
+            case closes: b.reset(); break;  // closed, still listed by the writer
+        }
+        REQUIRE(w->commit(buf, 64));
+        std::uint64_t seq = 0;
+        REQUIRE(receive(*a, seq, in(1000ms)));
+        CHECK(seq == first);
+        Reader* late = kind == arrives ? b.get() : kind == replaced ? c.get() : nullptr;
+        if (late == nullptr) {
+            // Only a had it, and a let it go: no chunk keeps a bit of a reader that was not served.
+            std::uint32_t chunks = 0;
+            CHECK(segment.marked_bits(&chunks) == 0);
+            CHECK(chunks == 0);
+            if (b) CHECK(receive(*b, seq, past()).code() == Errc::would_block);
+            continue;
+        }
+        // Queued for the late reader alone now: its chunk must stay marked for it, so that the
+        // writer does not reuse it under it. Two more messages (a reads them) would.
+        std::uint32_t chunks = 0;
+        CHECK(segment.marked_bits(&chunks) != 0);
+        CHECK(chunks == 1);
+        for (std::uint64_t k = 1; k <= 2; ++k) {
+            REQUIRE(publish(*w, first + k, 64));
+            REQUIRE(receive(*a, seq, in(1000ms)));
+            CHECK(seq == first + k);
+        }
+        for (std::uint64_t k = 0; k <= 2; ++k) {
+            REQUIRE(receive(*late, seq, in(1000ms)));
+            CHECK(seq == first + k);
+        }
+        CHECK(segment.marked_bits() == 0);
+        w->sync_readers({peer(ap)});
+    }
+    CHECK(a->lost() == 0);
+    w.reset();
+    a.reset();
+    CHECK(world.leftovers().empty());
+}
+
 TEST_CASE("shm: a full /dev/shm is no_resources at loan, never SIGBUS, and others go on", "[shm][exhaustion]") {
     if (::geteuid() != 0) {
         WARN("skipped: a private tmpfs on /dev/shm needs root");
