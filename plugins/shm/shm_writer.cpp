@@ -37,10 +37,6 @@ ShmWriter::ShmWriter(const transport::Host& host,
       segment_(std::move(segment)),
       view_{segment_.data(), layout},
       header_(view_.header()),
-      loaned_(layout.chunk_count, 0),
-      chunk_seq_(layout.chunk_count, 0),
-      loan_bits_(layout.chunk_count, 0),
-      loan_reclaims_(layout.chunk_count, 0),
       chunks_(layout.chunk_count) {}
 
 ShmWriter::~ShmWriter() {
@@ -97,24 +93,24 @@ void ShmWriter::mark_loaned(std::uint32_t c) noexcept {
     // the readers it will most likely be queued for, so that commit needs no atomic
     // read-modify-write (a full barrier on x86) in the common case. Commit corrects the bits if
     // the readers changed meanwhile.
-    const std::uint64_t bits = active_bits_.load(std::memory_order_acquire);
-    loan_reclaims_[c] = reclaims_.load(std::memory_order_acquire);
-    loan_bits_[c] = bits;
-    view_.chunk(c)->mask.store(bits, std::memory_order_relaxed);
-    loaned_[c] = 1;
+    ChunkLocal& local = chunks_[c];
+    local.loan_bits = active_bits_.load(std::memory_order_acquire);
+    local.loan_reclaims = reclaims_.load(std::memory_order_acquire);
+    view_.chunk(c)->mask.store(local.loan_bits, std::memory_order_relaxed);
+    local.loaned = true;
 }
 
 void ShmWriter::unloan(std::uint32_t c) noexcept {
     // Queued nowhere: no reader has a bit of its own on it.
     view_.chunk(c)->mask.store(0, std::memory_order_release);
-    loaned_[c] = 0;
+    chunks_[c].loaned = false;
     hot_chunk_ = c;
 }
 
 ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::uint32_t& idx, Status& err) noexcept {
     const std::uint32_t n = view_.layout.chunk_count;
     auto is_free = [&](std::uint32_t c) {
-        return loaned_[c] == 0 && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0;
+        return !chunks_[c].loaned && view_.chunk(c)->mask.load(std::memory_order_acquire) == 0;
     };
     auto fits = [&](std::uint32_t c) { return chunks_[c].map && chunks_[c].map.size() >= size; };
     auto take = [&](std::uint32_t c) {
@@ -130,7 +126,7 @@ ShmWriter::Claim ShmWriter::claim_chunk(std::size_t size, bool may_bind, std::ui
     // mask last: fetch the line ready for mark_loaned's write, where a load alone would fetch it
     // shared and the store fetch it a second time.
     const std::uint32_t avoid = std::exchange(avoid_, UINT32_MAX);
-    if (hot_chunk_ < n && hot_chunk_ != avoid && loaned_[hot_chunk_] == 0 && fits(hot_chunk_)) {
+    if (hot_chunk_ < n && hot_chunk_ != avoid && !chunks_[hot_chunk_].loaned && fits(hot_chunk_)) {
         prefetch_for_write(&view_.chunk(hot_chunk_)->mask);
         if (is_free(hot_chunk_)) return take(hot_chunk_);
     }
@@ -172,7 +168,7 @@ void ShmWriter::warm_next(std::uint32_t sent, std::size_t size) noexcept {
         avoid_ = sent;  // the next loan takes (or makes) another chunk
         return;
     }
-    if (prev >= view_.layout.chunk_count || loaned_[prev] != 0 || !chunks_[prev].map ||
+    if (prev >= view_.layout.chunk_count || chunks_[prev].loaned || !chunks_[prev].map ||
         chunks_[prev].map.size() < size) {
         return;
     }
@@ -186,7 +182,7 @@ void ShmWriter::warm_next(std::uint32_t sent, std::size_t size) noexcept {
 
 bool ShmWriter::busy_chunk_fits(std::size_t size) const noexcept {
     for (std::uint32_t c = 0; c < view_.layout.chunk_count; ++c) {
-        if (loaned_[c] == 0 && chunks_[c].map && chunks_[c].map.size() >= size) return true;
+        if (!chunks_[c].loaned && chunks_[c].map && chunks_[c].map.size() >= size) return true;
     }
     return false;
 }
@@ -263,7 +259,7 @@ Status ShmWriter::loan(std::size_t size, LoanBuffer& out) noexcept {
 bool ShmWriter::loan_handle_ok(const LoanBuffer& buf, std::uint32_t& idx) const noexcept {
     if ((buf.handle >> 32) != kLoanTag) return false;
     idx = static_cast<std::uint32_t>(buf.handle);
-    return idx < view_.layout.chunk_count && loaned_[idx] != 0 && buf.data == chunks_[idx].map.data();
+    return idx < view_.layout.chunk_count && chunks_[idx].loaned && buf.data == chunks_[idx].map.data();
 }
 
 void ShmWriter::release(LoanBuffer& buf) noexcept {
@@ -289,7 +285,7 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
                                                   std::to_string(chunks_[idx].map.size()));
     }
     ChunkHeader* chunk = view_.chunk(idx);
-    chunk_seq_[idx] = ++seq_;
+    chunks_[idx].seq = ++seq_;
     const std::uint64_t entry = ring_entry(idx, size);
 
     const std::uint32_t depth = view_.layout.depth;
@@ -302,7 +298,8 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
     std::unique_lock<std::mutex> lock(mu_);
     // The bits mark_loaned set stand only if no slot was reclaimed since (a reclaim clears its
     // bit on every chunk, and the slot may serve a new reader now).
-    const std::uint64_t marked = reclaims_.load(std::memory_order_relaxed) == loan_reclaims_[idx] ? loan_bits_[idx] : 0;
+    const ChunkLocal& loan = chunks_[idx];
+    const std::uint64_t marked = reclaims_.load(std::memory_order_relaxed) == loan.loan_reclaims ? loan.loan_bits : 0;
     std::uint64_t served_bits = 0;
     const auto targets = active_;
     const std::uint32_t n_targets = active_count_;
@@ -378,11 +375,11 @@ Status ShmWriter::commit(LoanBuffer& buf, std::size_t size) noexcept {
         wake_if_waiting(local.doorbell->seq, local.doorbell->waiting);
     }
     // Marked at the loan but not queued (full, gone or closed): the bit is not theirs to clear.
-    if (const std::uint64_t stray = loan_bits_[idx] & ~served_bits; stray != 0) {
+    if (const std::uint64_t stray = loan.loan_bits & ~served_bits; stray != 0) {
         chunk->mask.fetch_and(~stray, std::memory_order_acq_rel);
     }
     lock.unlock();
-    loaned_[idx] = 0;
+    chunks_[idx].loaned = false;
     hot_chunk_ = idx;
     warm_next(idx, size);
 
@@ -499,7 +496,7 @@ bool ShmWriter::drop_oldest_anywhere() noexcept {
         const std::uint64_t tail = view_.slot(s)->tail.load(std::memory_order_acquire);
         if (tail >= slots_[s].head || slots_[s].head - tail > view_.layout.depth) continue;
         const std::uint32_t idx = entry_chunk(view_.ring(s)[tail % view_.layout.depth].load(std::memory_order_relaxed));
-        const std::uint64_t seq = idx < view_.layout.chunk_count ? chunk_seq_[idx] : 0;
+        const std::uint64_t seq = idx < view_.layout.chunk_count ? chunks_[idx].seq : 0;
         if (seq < best_seq) {
             best_seq = seq;
             best = s;

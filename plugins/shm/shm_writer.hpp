@@ -45,10 +45,14 @@ private:
         Doorbell* doorbell = nullptr;
     };
     enum class Room { ok, full, gone };
-    // The writer's side of a chunk's data segment.
+    // The writer's side of a chunk: its data segment, and its loan.
     struct ChunkLocal {
-        Mapping map;              // empty: no data segment yet
-        std::uint64_t serial = 0;  // names it: data_name(serial)
+        Mapping map;                     // empty: no data segment yet
+        std::uint64_t serial = 0;        // names it: data_name(serial)
+        bool loaned = false;
+        std::uint64_t seq = 0;            // seq_ at its last commit: drop_oldest's age
+        std::uint64_t loan_bits = 0;      // reader bits mark_loaned set on it
+        std::uint64_t loan_reclaims = 0;  // reclaims_ when it did
     };
     enum class Claim { ok, dry, no_space, error };
 
@@ -91,10 +95,6 @@ private:
     SegmentHeader* header_;
 
     // Used by the writing thread only.
-    std::vector<std::uint8_t> loaned_;
-    std::vector<std::uint64_t> chunk_seq_;  // seq_ at each chunk's last commit: drop_oldest's age
-    std::vector<std::uint64_t> loan_bits_;      // reader bits mark_loaned set on a loaned chunk
-    std::vector<std::uint64_t> loan_reclaims_;  // reclaims_ when it did
     std::vector<ChunkLocal> chunks_;
     std::uint64_t next_serial_ = 0;
     std::uint32_t next_chunk_ = 0;
