@@ -10,8 +10,9 @@ Python, two ways, each measured:
     is copied (at 64 B and 4 MiB);
   * publish/take: the everyday API for small messages, pub.publish(buffer) and sub.take() (which
     returns bytes): the ping side fills a 64-byte bytearray with the sequence number, the child
-    publishes what it took (at 64 B). C++: <build>/bin/ferry-bench --transports shm --kinds ferry at the same sizes, whose peer
-works the same way. Both get the same treatment, so that only the language differs:
+    publishes what it took (at 64 B).
+C++: <build>/bin/ferry-bench --transports shm --kinds ferry at the same sizes, whose peer works
+the same way. Both get the same treatment, so that only the language differs:
   * the same generated config as ferry-bench writes (depth 16, overflow "block", max_message_size
     = the size, block_timeout_ms 10000) plus the same `wait` mode (--wait, passed to ferry-bench
     as --qos wait=...);
