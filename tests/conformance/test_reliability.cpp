@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdlib>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -324,6 +327,68 @@ CONFORMANCE_CASE("sequence numbers follow commit order with 4 publishing threads
     for (auto& th : publishers) th.join();
     CHECK(received == 8000);
     CHECK(backwards == 0);
+}
+
+CONFORMANCE_CASE("samples kept and released on another thread while takes go on: all 100000 intact and in order") {
+    // A sample may be dropped on any thread, concurrently with take() (the transport contract):
+    // the transport must not reuse its bytes for a later message before then. A second thread
+    // keeps a few samples and checks each as it lets it go, while this one takes the next.
+    Fixture f(transport);
+    auto node = f.node("keeper");
+    auto sub = node.subscribe<ferry::Bytes>("keep");
+    constexpr std::uint64_t kCount = 100000;
+    constexpr std::size_t kWindow = 2;  // queued for the releasing thread; max_held_samples is 4
+    auto talker = f.spawn("talker", {"--topic", "keep", "--count", std::to_string(kCount), "--size", "64",
+                                     "--wait-subscribers", "1", "--quiet"});
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<ferry::Sample<ferry::Bytes>> kept;
+    bool done = false;
+    std::uint64_t checked = 0, bad = 0;
+    std::thread releaser([&] {
+        std::unique_lock<std::mutex> lock(mu);
+        for (;;) {
+            cv.wait(lock, [&] { return done || kept.size() >= kWindow; });
+            if (kept.empty()) return;  // done
+            auto s = std::move(kept.front());
+            kept.pop_front();
+            lock.unlock();
+            cv.notify_all();
+            std::uint64_t index = 0;
+            if (!example::check_payload(s.data(), s.size(), index) || index != checked) ++bad;
+            ++checked;
+            { auto gone = std::move(s); }  // released here, while the other thread takes
+            lock.lock();
+        }
+    });
+    std::uint64_t received = 0;
+    while (received < kCount) {
+        {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return kept.size() < kWindow; });
+        }
+        auto s = sub.take_sample(10s);
+        if (!s) {
+            UNSCOPED_INFO("take after " << received << ": " << s.status().message());
+            break;
+        }
+        ++received;
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            kept.push_back(std::move(s));
+        }
+        cv.notify_all();
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        done = true;
+    }
+    cv.notify_all();
+    releaser.join();
+    CHECK(talker.wait(60000ms) == 0);
+    CHECK(received == kCount);
+    CHECK(checked == received);
+    CHECK(bad == 0);
 }
 
 CONFORMANCE_CASE("fork: objects inherited by 20 children are inert, the parent is unaffected") {

@@ -615,7 +615,6 @@ Status FramedStreamReader::init() {
 
 void FramedStreamReader::start() {
     if (params_.overflow != Overflow::drop_oldest) return;
-    pool_.set_shared(true);
     ring_.init(params_.depth);
     drain_ = std::thread([this] { drain_loop(); });
 }

@@ -162,8 +162,9 @@ struct ChunkMemory {
     void operator()(std::byte* p) const noexcept;
 };
 
-// Chunks of received bytes; a sample's handle is its Chunk*. Locked only when shared between
-// a drain thread and the taking thread (set_shared).
+// Chunks of received bytes; a sample's handle is its Chunk*. Locked always: samples are released
+// on whatever thread drops them (Reader::release), concurrently with the thread that takes and
+// receives into the same chunks (and the drop_oldest drain thread).
 class ChunkPool {
 public:
     // One read usually brings a whole frame (core header + payload up to ~256 KiB) or a burst.
@@ -181,10 +182,7 @@ public:
     ChunkPool& operator=(const ChunkPool&) = delete;
     ~ChunkPool();
 
-    void set_shared(bool shared) noexcept { shared_ = shared; }
-    std::unique_lock<std::mutex> lock() {
-        return shared_ ? std::unique_lock<std::mutex>(mu_) : std::unique_lock<std::mutex>();
-    }
+    std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu_); }
     std::mutex& mutex() noexcept { return mu_; }
 
     // lock() held.
@@ -196,7 +194,6 @@ public:
     void release(SampleBuffer& sample) noexcept;
 
 private:
-    bool shared_ = false;
     std::mutex mu_;
     std::unordered_set<Chunk*> all_;
     std::vector<Chunk*> free_small_;
