@@ -100,11 +100,12 @@ struct Setup {
     }
 };
 
-// Talker messages 0..n-1 in order, each once.
+// Talker messages 0..n-1 in order, each once, each intact.
 void check_in_order(const std::vector<Recorded>& got, std::uint64_t n, std::uint64_t first = 0) {
     REQUIRE(got.size() == n);
     for (std::uint64_t i = 0; i < n; ++i) {
         INFO("message " << i);
+        REQUIRE(got[i].intact);
         REQUIRE(got[i].index == first + i);
         REQUIRE(got[i].sequence == first + i + 1);  // ferry sequences start at 1
         REQUIRE(got[i].publish_time <= got[i].log_time);
