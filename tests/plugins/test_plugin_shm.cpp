@@ -362,14 +362,11 @@ private:
 TEST_CASE("shm readers that change between loan and commit: it reaches those there at commit, no chunk stays marked",
           "[shm]") {
     // Between the loan and the commit a reader leaves, arrives, takes the slot of one that
-    // left, or closes. The loan marks the chunk for the readers active then (so commit needs no atomic
-    // read-modify-write in the common case); commit must correct that when they changed.
+    // left, or closes. The loan marks the chunk for the readers active then (so commit needs no
+    // atomic read-modify-write in the common case); commit must correct that when they changed.
     World world;
-    auto wp = world.params(Overflow::fail, 4, 4096);
-    auto ap = world.params(Overflow::fail, 4, 4096);
-    auto w = world.writer(wp);
-    auto a = world.reader(ap);
-    connect(*w, wp, *a, ap);
+    auto pair = connected(world, Overflow::fail, 4, 4096);
+    auto& [wp, ap, w, a] = pair;  // writer and the reader that stays
     const WriterSegment segment(world, wp);
     enum Kind { leaves, arrives, replaced, closes };
     for (std::uint64_t round = 0; round < 200; ++round) {
